@@ -1,0 +1,50 @@
+"""Request-scoped dependencies, as `Annotated` aliases so routes read like prose."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from ..dispatch.protocol import Dispatcher
+from ..models import User
+from ..settings import Settings
+from ..users import authenticate, require_admin
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """A session per request; routes that write call `commit()` themselves, anything else is rolled back."""
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+DbDep = Annotated[Session, Depends(get_db)]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_dispatcher(request: Request) -> Dispatcher:
+    return request.app.state.dispatcher
+
+
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+
+
+def current_user(db: DbDep, authorization: Annotated[str | None, Header()] = None) -> User:
+    return authenticate(db, authorization)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    require_admin(user)
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]

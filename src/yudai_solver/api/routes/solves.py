@@ -1,0 +1,44 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from ... import solves
+from ...schemas import CancelOut, Page, RunBrief, RunDetail, SolveListItem, SolveStart, SolveStarted, SolveStatus
+from ..deps import CurrentUser, DbDep, DispatcherDep, SettingsDep
+
+router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
+
+
+@router.post("/solve/start", status_code=201, response_model=SolveStarted)
+def start(session_id: int, body: SolveStart, db: DbDep, user: CurrentUser, settings: SettingsDep,
+          dispatcher: DispatcherDep):
+    solve, rows = solves.start_solve(db, user=user, session_id=session_id, request=body, settings=settings)
+    runs = [RunBrief.model_validate(r, from_attributes=True) for r in rows]
+    db.commit()
+    dispatcher.submit(solve.id)
+    return SolveStarted(solve_id=solve.id, status=solve.status, runs=runs)
+
+
+@router.get("/solve/status/{solve_id}", response_model=SolveStatus)
+def status(session_id: int, solve_id: str, db: DbDep, user: CurrentUser):
+    return solves.status(db, user=user, session_id=session_id, solve_id=solve_id)
+
+
+@router.get("/solve/{solve_id}/runs/{run_id}", response_model=RunDetail)
+def run_detail(session_id: int, solve_id: str, run_id: str, db: DbDep, user: CurrentUser):
+    return solves.get_run(db, user=user, session_id=session_id, solve_id=solve_id, run_id=run_id)
+
+
+@router.get("/solves", response_model=Page)
+def list_solves(session_id: int, db: DbDep, user: CurrentUser,
+                limit: Annotated[int, Query(gt=0, le=200)] = 20, offset: Annotated[int, Query(ge=0)] = 0):
+    items, total = solves.list_solves(db, user=user, session_id=session_id, limit=limit, offset=offset)
+    return Page(items=[SolveListItem.model_validate(s) for s in items], total=total, limit=limit, offset=offset)
+
+
+@router.post("/solve/cancel/{solve_id}", response_model=CancelOut)
+def cancel(session_id: int, solve_id: str, db: DbDep, user: CurrentUser, dispatcher: DispatcherDep):
+    solve = solves.cancel(db, user=user, session_id=session_id, solve_id=solve_id)
+    db.commit()
+    dispatcher.cancel(solve.id)
+    return CancelOut(solve_id=solve.id, status=solve.status)

@@ -1,0 +1,185 @@
+"""The embedded-default dispatcher: runs execute in threads of this process; the database stays the truth.
+
+A scheduler thread starts pending runs within `max_parallel` per solve and `max_concurrent_runs` overall, and
+enforces time budgets. It assumes it is the only executor of its database (the embedded default): at start it
+re-queues runs that a dead process left `running`, or fails them with "worker lost" after too many attempts.
+"""
+
+import logging
+import threading
+from collections import Counter
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from .. import statuses
+from ..db import transaction
+from ..execution.control import RunControl
+from ..models import Solve, SolveRun, utcnow
+from ..reducer import expire_unfinished_runs, finish_if_done
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+TICK_S = 0.5
+MAX_ATTEMPTS = 2
+BUDGET_EXCEEDED = "time budget exceeded"
+
+
+class InProcessDispatcher:
+    def __init__(self, settings: Settings, session_factory: sessionmaker[Session]):
+        from ..execution.run import RunEnv
+        from ..execution.workspace import WorkspaceCache
+
+        self.env = RunEnv(settings, session_factory, WorkspaceCache(settings.data_dir / "mirrors"))
+        self.settings, self.factory = settings, session_factory
+        self._controls: dict[str, RunControl] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._scheduler: threading.Thread | None = None
+
+    def start(self) -> None:
+        recover_lost_runs(self.factory)
+        self._scheduler = threading.Thread(target=self._loop, name="yudai-scheduler", daemon=True)
+        self._scheduler.start()
+
+    def submit(self, solve_id: str) -> None:
+        self._wake.set()
+
+    def cancel(self, solve_id: str) -> None:
+        self._stop_runs([c for c in self._active() if c.solve_id == solve_id], "cancelled by user")
+
+    def stop(self) -> None:
+        """Stop scheduling, kill running commands and put their runs back in the queue for the next start."""
+        self._stopping.set()
+        self._wake.set()
+        active = self._active()
+        for control in active:
+            control.requeue = True
+            control.stop("server shutting down")
+        for thread in list(self._threads.values()):
+            thread.join(timeout=10)
+        if self._scheduler:
+            self._scheduler.join(timeout=5)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """For tests and the embedded CLI: True once no run thread is alive."""
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.start()
+        try:
+            while not deadline.is_set():
+                if not self._active() and not self._pending_exists():
+                    return True
+                deadline.wait(0.05)
+            return False
+        finally:
+            timer.cancel()
+
+    def _active(self) -> list[RunControl]:
+        with self._lock:
+            return list(self._controls.values())
+
+    def _stop_runs(self, controls: list[RunControl], reason: str) -> None:
+        for control in controls:
+            control.stop(reason)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._enforce_budgets()
+                self._schedule()
+            except Exception:  # noqa: BLE001 - a database hiccup must not kill the scheduler
+                log.exception("scheduler tick failed")
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+
+    def _schedule(self) -> None:
+        free = self.settings.max_concurrent_runs - len(self._active())
+        if free <= 0:
+            return
+        for run_id, solve_id in self._startable(free):
+            self._launch(run_id, solve_id)
+
+    def _startable(self, free: int) -> list[tuple[str, str]]:
+        running = Counter(c.solve_id for c in self._active())
+        with self.factory() as session:
+            rows = session.execute(
+                select(SolveRun.id, SolveRun.solve_id, Solve.max_parallel)
+                .join(Solve, Solve.id == SolveRun.solve_id)
+                .where(SolveRun.status == statuses.PENDING, Solve.status.in_([statuses.PENDING, statuses.RUNNING]))
+                .order_by(Solve.created_at, SolveRun.created_at, SolveRun.id)
+            ).all()
+        chosen = []
+        for run_id, solve_id, max_parallel in rows:
+            if len(chosen) >= free or run_id in self._controls:
+                continue
+            if max_parallel is None or running[solve_id] < max_parallel:
+                running[solve_id] += 1
+                chosen.append((run_id, solve_id))
+        return chosen
+
+    def _launch(self, run_id: str, solve_id: str) -> None:
+        control = RunControl(run_id, solve_id)
+        thread = threading.Thread(target=self._execute, args=(control,), name=f"run-{run_id[:8]}", daemon=True)
+        with self._lock:
+            self._controls[run_id], self._threads[run_id] = control, thread
+        thread.start()
+
+    def _execute(self, control: RunControl) -> None:
+        from ..execution.run import execute_run
+
+        try:
+            cancelled = execute_run(self.env, control)
+            self._stop_runs([c for c in self._active() if c.run_id in cancelled], "early stop")
+        except Exception:  # noqa: BLE001 - execute_run records failures; this guards the thread itself
+            log.exception("run %s crashed outside its own error handling", control.run_id)
+        finally:
+            with self._lock:
+                self._controls.pop(control.run_id, None)
+                self._threads.pop(control.run_id, None)
+            self._wake.set()
+
+    def _enforce_budgets(self) -> None:
+        for solve_id in expire_overdue_solves(self.factory):
+            self._stop_runs([c for c in self._active() if c.solve_id == solve_id], BUDGET_EXCEEDED)
+
+    def _pending_exists(self) -> bool:
+        with self.factory() as session:
+            return session.scalar(
+                select(SolveRun.id).join(Solve, Solve.id == SolveRun.solve_id)
+                .where(SolveRun.status == statuses.PENDING, Solve.status.in_([statuses.PENDING, statuses.RUNNING]))
+                .limit(1)
+            ) is not None
+
+
+def expire_overdue_solves(factory: sessionmaker[Session]) -> list[str]:
+    """Fail the unfinished runs of every solve past its time budget and settle it; returns those solves' ids."""
+    now = utcnow()
+    with factory() as session:
+        candidates = session.execute(
+            select(Solve.id, Solve.started_at, Solve.time_budget_s).where(
+                Solve.status == statuses.RUNNING, Solve.time_budget_s.is_not(None), Solve.started_at.is_not(None)
+            )
+        ).all()
+    overdue = [sid for sid, started, budget in candidates if (now - started).total_seconds() >= budget]
+    for solve_id in overdue:
+        with transaction(factory) as session:
+            expire_unfinished_runs(session, solve_id, BUDGET_EXCEEDED)
+            finish_if_done(session, solve_id)
+    return overdue
+
+
+def recover_lost_runs(factory: sessionmaker[Session]) -> None:
+    """Runs left `running` by a dead process: queue them again, or fail them after MAX_ATTEMPTS."""
+    with transaction(factory) as session:
+        lost = session.scalars(select(SolveRun).where(SolveRun.status == statuses.RUNNING)).all()
+        for run in lost:
+            if run.attempts >= MAX_ATTEMPTS:
+                statuses.transition(run, statuses.FAILED, error="worker lost")
+            else:
+                statuses.transition(run, statuses.PENDING)
+        session.flush()
+        for solve_id in {run.solve_id for run in lost}:
+            finish_if_done(session, solve_id)

@@ -1,0 +1,1 @@
+"""Running one attempt: its workspace, its agent, its validation."""

@@ -1,0 +1,208 @@
+"""The agent side of one run: a litellm model, a cancellable `DefaultAgent`, its result and its trajectory.
+
+Model calls happen here, in the worker; commands run wherever `env` (a mini-swe-agent `Environment`) runs them.
+Importing this module imports mini-swe-agent (through `mswea`, which configures it first).
+"""
+
+import json
+import os
+import platform
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from yudai_solver.execution.mswea import DefaultAgent, InterruptAgentFlow, LitellmModel, Submitted
+from yudai_solver.execution.strategies import STRATEGIES, mini_config
+
+OUTPUT_EXCERPT_CHARS = 2000
+# Keys of an ai_models row's config that we set ourselves (or never accept from the database, like keys).
+_OWNED_KEYS = frozenset({"temperature", "timeout", "max_retries", "num_retries", "api_key", "stream", "model"})
+
+
+def model_name(provider: str, model_id: str) -> str:
+    """litellm's model name: `provider/model_id`, unless `model_id` already starts with `provider/` (or no provider).
+
+    So ("openrouter", "anthropic/claude-x") -> "openrouter/anthropic/claude-x" and ("anthropic", "anthropic/claude-x")
+    stays as is. Use provider "openai" plus `api_base` in the config for OpenAI-compatible servers (vLLM, Ollama,
+    LM Studio).
+    """
+    if not provider or model_id.startswith(f"{provider}/"):
+        return model_id
+    return f"{provider}/{model_id}"
+
+
+def build_model(
+    *, provider: str, model_id: str, config: dict | None, temperature: float, timeout_s: int
+) -> LitellmModel:
+    """mini-swe-agent's litellm model for one experiment, with mini.yaml's observation and format-error templates.
+
+    `temperature` is the experiment's (the row's config temperature is ignored); every request times out after
+    `timeout_s` and is never retried by litellm or mini-swe-agent. API keys are never taken from `config`: litellm
+    reads them from the worker's environment.
+    """
+    name = model_name(provider, model_id)
+    templates = {key: mini_config()["model"][key] for key in ("observation_template", "format_error_template")}
+    extra = {"set_cache_control": "default_end"} if "claude" in name.lower() or "anthropic" in name.lower() else {}
+    kwargs = _model_kwargs(provider, config or {}, temperature, timeout_s)
+    return LitellmModel(model_name=name, model_kwargs=kwargs, cost_tracking="ignore_errors", **templates, **extra)
+
+
+def _model_kwargs(provider: str, config: dict, temperature: float, timeout_s: int) -> dict:
+    kwargs = {key: value for key, value in config.items() if key not in _OWNED_KEYS and value is not None}
+    kwargs |= {"temperature": temperature, "timeout": timeout_s, "max_retries": 0, "num_retries": 0}
+    kwargs["drop_params"] = True
+    # Local OpenAI-compatible servers ignore the key, but the OpenAI client refuses to start without one.
+    if provider == "openai" and kwargs.get("api_base") and not os.environ.get("OPENAI_API_KEY"):
+        kwargs["api_key"] = "not-needed"
+    return kwargs
+
+
+class Cancelled(InterruptAgentFlow):
+    """The run was cancelled from outside; ends the agent loop with exit status `Cancelled`."""
+
+    def __init__(self, reason: str = "Cancelled"):
+        super().__init__({"role": "exit", "content": reason, "extra": {"exit_status": "Cancelled", "submission": ""}})
+
+
+class SolverAgent(DefaultAgent):
+    """`DefaultAgent` that can be cancelled, counts tokens and records each executed command as a step.
+
+    `cancel_event` is checked before every model call and every command. `on_step(step)` is called after each
+    executed command (its exceptions end the run). Without templates the baseline strategy's are used, and
+    `cost_limit` defaults to 0 (no cost limit). The run's `max_edits` is mini-swe-agent's `step_limit`: the
+    number of model turns, since a turn is the smallest unit the agent can count (it cannot tell edits from reads).
+    """
+
+    def __init__(
+        self,
+        model,
+        env,
+        *,
+        cancel_event: threading.Event,
+        on_step: Callable[[dict], None] | None = None,
+        **agent_config,
+    ):
+        defaults = STRATEGIES["baseline"].agent_config() | {"cost_limit": 0}
+        super().__init__(model, env, **(defaults | agent_config))
+        self.cancel_event = cancel_event
+        self.on_step = on_step
+        self.tokens = 0
+        self.steps: list[dict] = []
+
+    def get_template_vars(self, **kwargs) -> dict:
+        """mini.yaml's templates need `system`, `release`, ...; the worker's uname stands in if `env` has none."""
+        return platform.uname()._asdict() | super().get_template_vars(**kwargs)
+
+    def step(self) -> list[dict]:
+        self._check_cancelled()
+        return super().step()
+
+    def query(self) -> dict:
+        """Count the tokens of every answer, including those that fail to parse (they were billed too)."""
+        try:
+            message = super().query()
+        except InterruptAgentFlow as e:
+            self.tokens += sum(usage_tokens(m.get("extra", {}).get("response")) for m in e.messages)
+            raise
+        self.tokens += usage_tokens(message.get("extra", {}).get("response"))
+        return message
+
+    def execute_actions(self, message: dict) -> list[dict]:
+        outputs = [self._execute(action) for action in message.get("extra", {}).get("actions", [])]
+        return self.add_messages(*self.model.format_observation_messages(message, outputs, self.get_template_vars()))
+
+    def _execute(self, action: dict) -> dict:
+        self._check_cancelled()
+        try:
+            output = self.env.execute(action)
+        except Submitted as e:
+            self._record(action, e.messages[0].get("extra", {}).get("submission", ""), 0)
+            raise
+        self._record(action, output.get("output", ""), output.get("returncode"))
+        return output
+
+    def _record(self, action: dict, output: str, returncode: int | None) -> None:
+        step = {
+            "step": len(self.steps) + 1,
+            "action": action.get("command", ""),
+            "output": excerpt(output),
+            "returncode": returncode,
+            "timestamp": datetime.now(UTC).isoformat(),
+        }
+        self.steps.append(step)
+        if self.on_step is not None:
+            self.on_step(step)
+
+    def _check_cancelled(self) -> None:
+        if False:
+            raise Cancelled()
+
+
+def usage_tokens(response) -> int:
+    """Total tokens of one raw response dict (`usage.total_tokens`, else prompt + completion); 0 without usage."""
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return 0
+    if usage.get("total_tokens") is not None:
+        return int(usage["total_tokens"])
+    return int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+
+
+def excerpt(text: str, limit: int = OUTPUT_EXCERPT_CHARS) -> str:
+    """`text` if short enough, else its head and tail (both matter: commands print context first, errors last)."""
+    if len(text) <= limit:
+        return text
+    marker = f"\n... [{len(text) - limit} characters elided] ...\n"
+    head = (limit - len(marker)) // 2
+    return text[:head] + marker + text[-(limit - len(marker) - head):]
+
+
+@dataclass
+class AgentResult:
+    """How one agent run ended. `error` is set when the loop raised (model server down, sandbox broken, ...)."""
+
+    exit_status: str
+    submission: str
+    tokens: int
+    cost: float
+    steps: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+
+def task_text(title: str, body: str) -> str:
+    """The task given to the agent for an issue: its title, a blank line, its body — as data, never a template."""
+    return f"{title}\n\n{body}"
+
+
+def run_agent(agent: SolverAgent, task: str) -> AgentResult:
+    """Run `agent` on `task` (plain text, passed to the templates as the `task` variable) until it exits.
+
+    Never raises for an `Exception` from the loop: it is returned as `error`, with its type as exit status.
+    """
+    try:
+        info = agent.run(task)
+    except Exception as e:  # noqa: BLE001 - the run records what went wrong; the worker decides what follows.
+        error = excerpt(f"{type(e).__name__}: {e}")
+        return AgentResult(type(e).__name__, "", agent.tokens, agent.cost, list(agent.steps), error)
+    status, submission = info.get("exit_status", ""), info.get("submission", "")
+    return AgentResult(status, submission, agent.tokens, agent.cost, list(agent.steps))
+
+
+def trajectory(agent: SolverAgent, exit_status: str) -> dict:
+    """The run's `trajectory_data`: the seed's format plus the messages (raw responses dropped, usage kept)."""
+    data = {
+        "exit_status": exit_status,
+        "total_steps": len(agent.steps),
+        "steps": agent.steps,
+        "messages": [_slim(message) for message in agent.messages],
+    }
+    return json.loads(json.dumps(data, default=str))
+
+
+def _slim(message: dict) -> dict:
+    extra = dict(message.get("extra") or {})
+    response = extra.pop("response", None)
+    if isinstance(response, dict) and response.get("usage") is not None:
+        extra["usage"] = response["usage"]
+    return {**message, "extra": extra} if "extra" in message else message

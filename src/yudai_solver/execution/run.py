@@ -1,0 +1,169 @@
+"""One run end to end: workspace, sandbox, setup, baseline, agent, tests, diff, result.
+
+Runs in a worker thread. The model calls (and the API keys they need) stay in this process; only commands run in
+the sandbox. Every exception ends here and is recorded on the run: the worker is the only catch-all.
+"""
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from .. import __version__, statuses
+from ..sandboxes import Sandbox, create_sandbox
+from ..settings import Settings
+from . import records
+from .control import RunControl
+from .records import RunSpec
+from .validation import detect_test_command, diff_stats, tail
+from .workspace import WorkspaceCache
+
+TAIL = 2000
+
+
+@dataclass
+class RunEnv:
+    """What every run of one worker shares."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    workspaces: WorkspaceCache
+
+
+@dataclass
+class Result:
+    status: str = statuses.FAILED
+    error: str | None = None
+    values: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+
+
+class RunFailed(Exception):
+    """An infrastructure step failed; the message is the run's error_message."""
+
+
+def execute_run(env: RunEnv, control: RunControl) -> list[str]:
+    """Execute the run if it is still pending; returns run ids that early stop cancelled (to be killed)."""
+    spec = records.claim(env.session_factory, control.run_id)
+    if spec is None:
+        return []
+    started = time.monotonic()
+    run_dir = env.settings.data_dir / "runs" / spec.run_id
+    result = Result(diagnostics={"versions": _versions(), "model": _model_info(spec)})
+    try:
+        _work(env, spec, control, run_dir, result)
+    except Exception as exc:  # noqa: BLE001 - recorded on the run; the solve still finishes
+        result.status, result.error = statuses.FAILED, _describe(exc, control)
+        result.diagnostics["stderr_tail"] = tail(result.error, TAIL)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if control.requeue:
+        records.requeue(env.session_factory, spec.run_id)
+        return []
+    result.values["latency_ms"] = int((time.monotonic() - started) * 1000)
+    result.values["diagnostics"] = result.diagnostics
+    return records.finish(env.session_factory, spec, status=result.status, error=result.error, values=result.values)
+
+
+def _describe(exc: Exception, control: RunControl) -> str:
+    if control.stopped:
+        return control.reason or "stopped"
+    return str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
+
+
+def _work(env: RunEnv, spec: RunSpec, control: RunControl, run_dir: Path, result: Result) -> None:
+    workspace = run_dir / "work"
+    base_commit = env.workspaces.checkout(spec.repo_url, spec.base_branch, workspace)
+    result.diagnostics["base_commit"] = base_commit
+    sandbox = create_sandbox(env.settings.sandbox, workspace=workspace, home=run_dir / "home",
+                             command_timeout=env.settings.command_timeout_s)
+    control.attach(sandbox)
+    result.values["sandbox_id"] = sandbox.sandbox_id
+    try:
+        _in_sandbox(env, spec, control, sandbox, workspace, base_commit, result)
+    finally:
+        sandbox.close()
+
+
+def _in_sandbox(env, spec, control, sandbox: Sandbox, workspace: Path, base_commit: str, result: Result) -> None:
+    _setup(env, spec, sandbox, result)
+    test_command = spec.test_command or detect_test_command(workspace)
+    if records.claim_baseline(env.session_factory, spec.solve_id):
+        records.save_baseline(env.session_factory, spec.solve_id, _baseline(env, sandbox, test_command))
+    agent_result, trajectory = _agent(env, spec, control, sandbox)
+    result.values.update(tokens=agent_result.tokens, cost=agent_result.cost, steps=len(agent_result.steps),
+                         trajectory_data=trajectory)
+    result.diagnostics["agent_exit_status"] = agent_result.exit_status
+    if control.stopped:
+        raise RunFailed(control.reason or "stopped")
+    if agent_result.error:
+        raise RunFailed(f"agent error: {agent_result.error}")
+    _validate(env, sandbox, workspace, base_commit, test_command, result)
+    result.status = statuses.COMPLETED
+
+
+def _setup(env: RunEnv, spec: RunSpec, sandbox: Sandbox, result: Result) -> None:
+    if not spec.setup_command:
+        return
+    done = sandbox.run(spec.setup_command, timeout=env.settings.setup_timeout_s, network=True)
+    result.diagnostics["setup"] = _command_record(done)
+    if done.returncode != 0:
+        why = "timed out" if done.timed_out else f"exited with {done.returncode}"
+        raise RunFailed(f"setup command {why}: {tail(done.output, 500)}")
+
+
+def _baseline(env: RunEnv, sandbox: Sandbox, test_command: str | None) -> dict:
+    if not test_command:
+        return {"state": "no test command", "test_command": None, "tests_passed": None}
+    done = sandbox.run(test_command, timeout=env.settings.test_timeout_s)
+    return {"state": "measured", "test_command": test_command, "tests_passed": done.returncode == 0,
+            "returncode": done.returncode, "output_tail": tail(done.output, TAIL)}
+
+
+def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox):
+    # Imported here: mini-swe-agent configures itself on import, which only a worker should trigger.
+    from .agent import SolverAgent, build_model, run_agent, trajectory
+    from .strategies import get_strategy
+
+    model = build_model(provider=spec.provider, model_id=spec.model_id, config=spec.model_config,
+                        temperature=spec.temperature, timeout_s=env.settings.model_timeout_s)
+    agent = SolverAgent(model, sandbox, cancel_event=control.cancel_event, step_limit=spec.max_edits,
+                        **get_strategy(spec.evolution).agent_config())
+    agent.on_step = lambda _step: records.save_progress(
+        env.session_factory, spec.run_id, steps=agent.steps, tokens=agent.tokens, sandbox_id=sandbox.sandbox_id
+    )
+    result = run_agent(agent, f"{spec.issue_title}\n\n{spec.issue_body}".strip())
+    return result, trajectory(agent, result.exit_status)
+
+
+def _validate(env, sandbox: Sandbox, workspace: Path, base_commit: str, test_command: str | None, result) -> None:
+    stats = diff_stats(workspace, base_commit)
+    result.values.update(loc_changed=stats.loc_changed, files_changed=stats.files_changed)
+    result.diagnostics.update(patch=stats.patch, patch_truncated=stats.patch_truncated)
+    if not test_command:
+        result.diagnostics["test"] = {"command": None, "detected": False}
+        result.values["tests_passed"] = None
+        return
+    done = sandbox.run(test_command, timeout=env.settings.test_timeout_s)
+    result.diagnostics["test"] = _command_record(done)
+    result.diagnostics.update(command=test_command, stdout_tail=tail(done.output, TAIL), stderr_tail="")
+    result.values["tests_passed"] = done.returncode == 0 and not done.timed_out
+
+
+def _command_record(done) -> dict:
+    return {"command": done.command, "returncode": done.returncode, "timed_out": done.timed_out,
+            "duration_s": round(done.duration_s, 3), "output_tail": tail(done.output, TAIL)}
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    return {"yudai_solver": __version__, "mini_swe_agent": version("mini-swe-agent")}
+
+
+def _model_info(spec: RunSpec) -> dict:
+    return {"name": spec.model_name, "provider": spec.provider, "model_id": spec.model_id,
+            "api_base": spec.model_config.get("api_base"), "temperature": spec.temperature,
+            "max_edits": spec.max_edits, "evolution": spec.evolution}

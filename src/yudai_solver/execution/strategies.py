@@ -1,0 +1,66 @@
+"""Evolution strategies: the prompts an experiment's `evolution` name selects.
+
+Every strategy starts from mini-swe-agent's own `mini.yaml`, so the baseline behaves like upstream. The task
+text only ever enters as the Jinja variable `task`; it is never rendered as a template itself.
+"""
+
+from dataclasses import dataclass
+from functools import cache
+
+import yaml
+
+from yudai_solver.errors import InvalidInput
+from yudai_solver.execution.mswea import builtin_config_dir
+
+_MINIMAL_FIX = """
+
+Strategy: minimal fix. Resolve the issue with the smallest possible diff: change as few lines and files as
+you can, do not refactor, rename, reformat or touch code unrelated to the issue, and add no files unless the
+fix cannot work without them."""
+
+_TEST_FIRST = """
+
+Strategy: test first. Before changing any source code, write a test in the repository's test suite that
+reproduces the issue, and run it to confirm that it fails. Then fix the code, and run the test again to confirm
+that it passes, together with the existing tests nearest to your change."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """The agent templates of one evolution (Jinja, rendered by mini-swe-agent with `task` and friends)."""
+
+    name: str
+    system_template: str
+    instance_template: str
+
+    def agent_config(self) -> dict:
+        """The keyword arguments for `DefaultAgent` (and so `SolverAgent`) that this strategy sets."""
+        return {"system_template": self.system_template, "instance_template": self.instance_template}
+
+
+@cache
+def mini_config() -> dict:
+    """mini-swe-agent's `mini.yaml` (agent, environment and model sections), parsed once."""
+    return yaml.safe_load((builtin_config_dir / "mini.yaml").read_text(encoding="utf-8"))
+
+
+def _from_mini(name: str, guidance: str = "") -> Strategy:
+    agent = mini_config()["agent"]
+    system = agent["system_template"].rstrip("\n") + guidance + "\n"
+    return Strategy(name=name, system_template=system, instance_template=agent["instance_template"])
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "baseline": _from_mini("baseline"),
+    "minimal-fix": _from_mini("minimal-fix", _MINIMAL_FIX),
+    "test-first": _from_mini("test-first", _TEST_FIRST),
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    """The strategy called `name`; raises InvalidInput naming the known ones otherwise."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        known = ", ".join(sorted(STRATEGIES))
+        raise InvalidInput(f"Unknown evolution {name!r}; known: {known}.", field="evolution") from None

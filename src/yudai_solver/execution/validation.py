@@ -1,0 +1,156 @@
+"""What an attempt changed and how to test it: test-command detection, diff statistics, output tails.
+
+The workspace is untrusted once an agent ran in it: its `.git` (config, hooks, filters, fsmonitor) could make git
+run any program on the worker. So diffs are computed with a throwaway git directory of ours that only borrows the
+workspace's objects, under an environment with no global or system configuration.
+"""
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .workspace import GitError
+
+MAX_PATCH_BYTES = 1024 * 1024
+GIT_TIMEOUT_S = 600
+_PYTEST_CONFIGS = {"pytest.ini": "", "pyproject.toml": "[tool.pytest", "setup.cfg": "[tool:pytest]", "tox.ini": "[pytest]"}
+_NPM_DEFAULT_TEST = "no test specified"
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class DiffStats:
+    """The changes of a workspace against its base commit, new untracked files included."""
+
+    loc_changed: int
+    """Lines inserted plus lines deleted; binary files count 0."""
+    files_changed: int
+    patch: str
+    """`git diff --binary` from the base commit, at most MAX_PATCH_BYTES."""
+    patch_truncated: bool
+
+
+def detect_test_command(workspace: Path) -> str | None:
+    """The repository's test command guessed from marker files, or None when nothing looks like tests."""
+    if _has_pytest_tests(workspace):
+        return f"{_python(workspace)} -m pytest -q"
+    if any(workspace.glob("test*.py")):
+        return f"{_python(workspace)} -m unittest discover"
+    if _has_npm_test(workspace / "package.json"):
+        return "npm test"
+    if (workspace / "go.mod").is_file():
+        return "go test ./..."
+    if (workspace / "Cargo.toml").is_file():
+        return "cargo test"
+    return None
+
+
+def diff_stats(workspace: Path, base_commit: str) -> DiffStats:
+    """Diff the working tree of `workspace` against `base_commit` (a full SHA), untracked files included.
+
+    Files ignored by the workspace's .gitignore files or its .git/info/exclude are left out; renames are detected.
+    The workspace itself, its index and its .git are not modified.
+    """
+    if not _COMMIT_SHA.fullmatch(base_commit):
+        raise ValueError(f"base_commit must be a full commit SHA, not {base_commit!r}")
+    with tempfile.TemporaryDirectory(prefix="yudai-diff-") as scratch:
+        env = _scratch_repository(workspace, Path(scratch))
+        _git(env, "read-tree", base_commit)
+        _git(env, "add", "--all")
+        numstat = _git(env, "diff", "--cached", "--numstat", "-M", "--no-ext-diff", "--no-textconv", base_commit)
+        patch, truncated = _patch(env, base_commit)
+    lines = [line for line in numstat.decode().splitlines() if line]
+    return DiffStats(
+        loc_changed=sum(_changed_lines(line) for line in lines),
+        files_changed=len(lines),
+        patch=patch,
+        patch_truncated=truncated,
+    )
+
+
+def tail(text: str, limit: int = 2000) -> str:
+    """The last `limit` characters of `text`."""
+    return text[-limit:] if limit > 0 else ""
+
+
+def _has_pytest_tests(workspace: Path) -> bool:
+    tests = workspace / "tests"
+    if any(tests.rglob("test_*.py")) or any(tests.rglob("*_test.py")) or (workspace / "conftest.py").is_file():
+        return True
+    return any(_file_mentions(workspace / name, marker) for name, marker in _PYTEST_CONFIGS.items())
+
+
+def _file_mentions(path: Path, marker: str) -> bool:
+    return path.is_file() and marker in path.read_text(errors="replace")
+
+
+def _python(workspace: Path) -> str:
+    # Relative on purpose: the command runs in the workspace, whose absolute path differs inside some sandboxes.
+    return ".venv/bin/python" if (workspace / ".venv" / "bin" / "python").exists() else "python3"
+
+
+def _has_npm_test(package_json: Path) -> bool:
+    if not package_json.is_file():
+        return False
+    try:
+        script = json.loads(package_json.read_text()).get("scripts", {}).get("test", "")
+    except (ValueError, AttributeError):
+        return False
+    # `npm init` writes a test script that only fails; it is no test suite.
+    return bool(script) and _NPM_DEFAULT_TEST not in script
+
+
+def _changed_lines(numstat_line: str) -> int:
+    added, deleted, _path = numstat_line.split("\t", 2)
+    return 0 if added == "-" else int(added) + int(deleted)
+
+
+def _patch(env: dict[str, str], base_commit: str) -> tuple[str, bool]:
+    """The binary-safe patch, read only up to MAX_PATCH_BYTES + 1 so a huge diff never fills memory."""
+    args = ["git", "diff", "--cached", "--binary", "-M", "--no-ext-diff", "--no-textconv", base_commit, "--"]
+    with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as process:
+        head = process.stdout.read(MAX_PATCH_BYTES + 1)
+        process.kill()
+    truncated = len(head) > MAX_PATCH_BYTES
+    return head[:MAX_PATCH_BYTES].decode("utf-8", errors="replace"), truncated
+
+
+def _scratch_repository(workspace: Path, scratch: Path) -> dict[str, str]:
+    """A git directory of ours that sees the workspace's objects and ignore rules; returns the env that uses it."""
+    git_dir = scratch / "git"
+    _git(_isolated_git_env(scratch), "init", "--quiet", "--bare", str(git_dir))
+    # GIT_WORK_TREE overrides the bare repository's core.bare: our git directory, the agent's files.
+    env = _isolated_git_env(scratch) | {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(workspace)}
+    info = git_dir / "info"
+    info.mkdir(exist_ok=True)
+    (git_dir / "objects" / "info" / "alternates").write_text(f"{workspace / '.git' / 'objects'}\n")
+    # Ignore patterns are data, safe to take over; everything else in the workspace's .git stays unread.
+    exclude = workspace / ".git" / "info" / "exclude"
+    if exclude.is_file():
+        (info / "exclude").write_bytes(exclude.read_bytes())
+    return env
+
+
+def _isolated_git_env(scratch: Path) -> dict[str, str]:
+    """Git reads no configuration but the scratch repository's: no system or global file, no prompt, no network."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(scratch),
+        "LC_ALL": "C",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": "",
+        "GIT_NO_REPLACE_OBJECTS": "1",
+    }
+
+
+def _git(env: dict[str, str], *args: str) -> bytes:
+    done = subprocess.run(["git", *args], env=env, capture_output=True, timeout=GIT_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {done.stderr.decode(errors='replace').strip()[-2000:]}")
+    return done.stdout

@@ -1,0 +1,166 @@
+"""Run workspaces made from a per-worker cache of bare mirrors, one per repository.
+
+The user's repository is only ever read (cloned or fetched from); every write goes to the mirror or the checkout.
+"""
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import YudaiError
+
+GIT_TIMEOUT_S = 1800
+GIT_USER_NAME = "yudai-solver"
+GIT_USER_EMAIL = "yudai-solver@localhost"
+# Variables git on the worker may need to reach a host (proxies, CA bundles); API keys and the like stay out.
+_PASSED_ENV = ("PATH", "HOME", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "GIT_SSL_CAINFO")
+
+
+class GitError(YudaiError):
+    """A git command failed."""
+
+
+class BranchNotFound(GitError):
+    """The base branch does not exist in the repository."""
+
+
+class WorkspaceCache:
+    """One bare mirror per repository under `root`, and fresh run checkouts made from them.
+
+    Safe to use from many threads and processes at once: each mirror is guarded by its own file lock.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def mirror(self, repo: str) -> Path:
+        """The up-to-date bare mirror of `repo` (an https URL or a local repository path), cloned on first use."""
+        with self._locked(repo):
+            return self._refresh(repo)
+
+    def checkout(self, repo: str, base_branch: str, dest: Path) -> str:
+        """Check `base_branch` out into the new directory `dest`; returns the base commit SHA.
+
+        The checkout has a git identity of its own and no remote; its objects are borrowed from the mirror.
+        Raises BranchNotFound naming the branch when `repo` has no such branch.
+        """
+        with self._locked(repo):
+            mirror = self._refresh(repo)
+            sha = _branch_sha(mirror, repo, base_branch)
+        # Measured on 3,000 files: `clone --shared` and `worktree add` both take ~0.13 s (writing the files
+        # dominates). The shared clone wins on safety: a worktree registers itself in the mirror, and
+        # `fetch` into the mirror then refuses to update a branch some worktree has checked out.
+        _git("clone", "--quiet", "--shared", "--no-checkout", "--", str(mirror), str(dest))
+        _git("checkout", "--quiet", "-B", base_branch, sha, "--", cwd=dest)
+        _git("remote", "remove", "origin", cwd=dest)
+        _git("config", "user.name", GIT_USER_NAME, cwd=dest)
+        _git("config", "user.email", GIT_USER_EMAIL, cwd=dest)
+        return sha
+
+    def remove(self, dest: Path) -> None:
+        """Delete a checkout, including files the agent made read-only; a missing `dest` is fine."""
+        if not dest.exists():
+            return
+        try:
+            shutil.rmtree(dest)
+        except PermissionError:
+            _make_dirs_writable(dest)
+            shutil.rmtree(dest)
+
+    def _refresh(self, repo: str) -> Path:
+        mirror = self.root / mirror_name(repo)
+        if (mirror / "HEAD").exists():
+            _git("fetch", "--quiet", "--prune", "origin", cwd=mirror)
+        else:
+            _clone_mirror(repo, mirror)
+        return mirror
+
+    @contextmanager
+    def _locked(self, repo: str) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        # flock locks belong to the open file description, so threads of one process exclude each other too.
+        with open(self.root / f"{mirror_name(repo)}.lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            yield
+
+
+def mirror_name(repo: str) -> str:
+    """A directory name unique to `repo`: a readable slug plus a hash of the URL or path."""
+    key = repo.rstrip("/")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", key.rsplit("/", 1)[-1].removesuffix(".git"))[:40] or "repo"
+    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.git"
+
+
+def _clone_mirror(repo: str, mirror: Path) -> None:
+    """Clone into a temporary directory, then rename: a crash never leaves a half mirror behind."""
+    _check_repo(repo)
+    partial = mirror.with_name(f"{mirror.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        # --no-hardlinks: a local source shares no file with the mirror, so nothing done here can reach it.
+        _git("clone", "--quiet", "--mirror", "--no-hardlinks", "--", repo, str(partial))
+        # Checkouts borrow objects from the mirror (alternates); a gc could prune one a live checkout needs.
+        _git("config", "gc.auto", "0", cwd=partial)
+        partial.rename(mirror)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _check_repo(repo: str) -> None:
+    if not (repo.startswith("https://") or Path(repo).is_absolute()):
+        raise GitError(f"not an https URL or an absolute path to a git repository: {repo!r}")
+
+
+def _branch_sha(mirror: Path, repo: str, branch: str) -> str:
+    found = _git_probe("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}", cwd=mirror)
+    if found is None:
+        raise BranchNotFound(f"branch {branch!r} does not exist in {repo}")
+    return found
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    """Run git with a minimal environment; returns stdout, raises GitError with git's own message."""
+    done = _run_git(args, cwd)
+    if done.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def _git_probe(*args: str, cwd: Path | None = None) -> str | None:
+    """stdout of a git command that may legitimately fail (a lookup), else None."""
+    done = _run_git(args, cwd)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _run_git(args: tuple[str, ...], cwd: Path | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env=git_environment(),
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_S,
+        check=False,
+    )
+
+
+def git_environment() -> dict[str, str]:
+    """The worker's git environment: never prompts, speaks only https and local paths, carries no unrelated secret."""
+    passed = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+    return passed | {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": "https:file"}
+
+
+def _make_dirs_writable(tree: Path) -> None:
+    """Give the owner full rights on every directory of `tree` (tools such as Go make their caches read-only)."""
+    tree.chmod(tree.stat().st_mode | stat.S_IRWXU)
+    for parent, dirs, _files in os.walk(tree):
+        for path in (os.path.join(parent, name) for name in dirs):
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | stat.S_IRWXU)

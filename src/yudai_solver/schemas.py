@@ -1,0 +1,228 @@
+"""API request and response schemas (pydantic). ORM models live in models.py; these are the wire format."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Temperature = Annotated[float, Field(ge=0, le=2)]
+Positive = Annotated[int, Field(gt=0)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionCreate(Strict):
+    title: Annotated[str, Field(max_length=500)] | None = None
+
+
+class SessionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    title: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class ModelConfig(BaseModel):
+    """Per-model settings; unknown keys are passed through to the model client."""
+
+    model_config = ConfigDict(extra="allow")
+    temperature: Temperature | None = None
+    max_tokens: Positive | None = None
+    api_base: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+
+
+class ModelCreate(Strict):
+    name: NonEmpty
+    provider: Annotated[str, Field(min_length=1, max_length=100)]
+    model_id: NonEmpty
+    config: ModelConfig = Field(default_factory=ModelConfig)
+    is_active: bool = True
+
+
+class ModelUpdate(Strict):
+    name: NonEmpty | None = None
+    provider: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    model_id: NonEmpty | None = None
+    config: ModelConfig | None = None
+    is_active: bool | None = None
+
+
+class ModelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    provider: str
+    model_id: str
+    config: dict | None
+    is_active: bool | None
+
+
+class IssueUpsert(Strict):
+    repo_url: Annotated[str, Field(min_length=1, max_length=1000)]
+    number: Positive
+    title: Annotated[str, Field(min_length=1)]
+    body: str = ""
+    labels: list[str] = Field(default_factory=list)
+    state: Annotated[str, Field(pattern=r"^(open|closed)$")] = "open"
+
+
+class IssueOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    repo_url: str
+    number: int
+    title: str
+    body: str | None
+    labels: list | None
+    state: str
+
+
+class Experiment(BaseModel):
+    """One cell of the matrix; extra keys (the seed's `run_id`, `mode`) are kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+    model: NonEmpty
+    temperature: Temperature
+    max_edits: Positive | None = None
+    evolution: NonEmpty | None = None
+
+
+class Matrix(Strict):
+    """Either the seed's `experiments` list or the compact form expanded as a cross product."""
+
+    experiments: list[Experiment] | None = None
+    models: list[NonEmpty] | None = None
+    temperatures: list[Temperature] | None = None
+    evolutions: list[NonEmpty] | None = None
+    max_edits: Positive | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Matrix":
+        compact = self.models is not None or self.temperatures is not None or self.evolutions is not None
+        if self.experiments is not None and compact:
+            raise ValueError("give either experiments or models/temperatures/evolutions, not both")
+        if self.experiments is None and self.models is None:
+            raise ValueError("give experiments, or models (with optional temperatures and evolutions)")
+        return self
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    max_parallel: Positive | None = None
+    time_budget_s: Positive | None = None
+    early_stop: bool = False
+
+
+class SolveStart(Strict):
+    repo_url: Annotated[str, Field(min_length=1, max_length=1000)]
+    issue_number: Positive
+    base_branch: Annotated[str, Field(min_length=1, max_length=255)] = "main"
+    issue_title: Annotated[str, Field(min_length=1)] | None = None
+    issue_body: str | None = None
+    matrix: Matrix
+    limits: Limits = Field(default_factory=Limits)
+    setup_command: Annotated[str, Field(min_length=1)] | None = None
+    test_command: Annotated[str, Field(min_length=1)] | None = None
+    create_pr: bool = False
+    requested_by: Annotated[str, Field(max_length=255)] | None = None
+
+
+class RunBrief(BaseModel):
+    id: str
+    model: str
+    temperature: float
+    max_edits: int
+    evolution: str
+    status: str
+
+
+class SolveStarted(BaseModel):
+    solve_id: str
+    status: str
+    runs: list[RunBrief]
+
+
+class RunSummary(BaseModel):
+    id: str
+    model: str
+    temperature: float
+    evolution: str
+    status: str | None
+    steps: int | None
+    tests_passed: bool | None
+    loc_changed: int | None
+    files_changed: int | None
+    tokens: int | None
+    cost: float | None
+    latency_ms: int | None
+    pr_url: str | None
+    error_message: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class Progress(BaseModel):
+    runs_total: int
+    runs_pending: int
+    runs_running: int
+    runs_completed: int
+    runs_failed: int
+    runs_cancelled: int
+    percent_complete: float
+    elapsed_s: float
+    time_budget_s: int | None
+    tokens_total: int
+    cost_total: float
+
+
+class SolveStatus(BaseModel):
+    solve_id: str
+    status: str | None
+    progress: Progress
+    runs: list[RunSummary]
+    champion_run_id: str | None
+    error_message: str | None
+    baseline: dict | None
+    ranking: dict | None
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class RunDetail(RunSummary):
+    model_config = ConfigDict(from_attributes=True)
+    solve_id: str | None
+    max_edits: int
+    sandbox_id: str | None
+    logs_url: str | None
+    diagnostics: dict | None
+    trajectory_data: dict | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class SolveListItem(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    repo_url: str
+    issue_number: int
+    status: str | None
+    champion_run_id: str | None
+    created_at: datetime | None
+    completed_at: datetime | None
+
+
+class Page(BaseModel):
+    items: list[Any]
+    total: int
+    limit: int
+    offset: int
+
+
+class CancelOut(BaseModel):
+    solve_id: str
+    status: str

@@ -1,0 +1,183 @@
+"""A scripted, OpenAI-compatible chat-completions server on 127.0.0.1, for tests, benchmarks and `yudai demo`.
+
+Stdlib only. Point litellm at it with `model="openai/<script name>"` and `api_base=server.start()`.
+
+The step to answer is chosen without server-side state: it is the number of assistant messages already in the
+request. A conversation therefore replays deterministically, and any number of conversations can share one
+server and one script at once.
+"""
+
+import functools
+import json
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SUBMIT_COMMAND = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scripted model answer.
+
+    `command` becomes a single `bash` tool call. None means no tool call: mini-swe-agent answers with a format
+    error and keeps no assistant message, so the same step is asked for again (ending in RepeatedFormatError).
+    A `status` other than 200 answers with an OpenAI-style error body instead, after `delay_s`.
+    """
+
+    command: str | None = None
+    content: str = ""
+    delay_s: float = 0.0
+    status: int = 200
+    prompt_tokens: int = 10
+    completion_tokens: int = 5
+
+
+SUBMIT_STEP = Step(command=SUBMIT_COMMAND, content="Done; submitting.")
+
+
+class ScriptedChatServer:
+    """Serves `POST /v1/chat/completions` (non-streaming) and `GET /v1/models` from `scripts`, keyed by model."""
+
+    def __init__(self, scripts: dict[str, list[Step]]):
+        self.scripts = scripts
+        self._requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._httpd: _Server | None = None
+        self.base_url = ""
+        """Set by `start()`: the URL to give litellm as `api_base`."""
+
+    @property
+    def requests(self) -> list[dict]:
+        """A copy of every chat request body received so far, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    def start(self) -> str:
+        """Bind a free port on 127.0.0.1, serve in a daemon thread; return the base URL for litellm's api_base.
+
+        Idempotent: a started server returns its URL again.
+        """
+        if self._httpd is not None:
+            return self.base_url
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd.scripted = self
+        # A short poll interval makes stop() take milliseconds instead of the default half second.
+        serve = functools.partial(self._httpd.serve_forever, poll_interval=0.02)
+        threading.Thread(target=serve, name="scripted-chat", daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_port}/v1"
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving and release the port; safe to call twice."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "ScriptedChatServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def answer(self, body: dict) -> tuple[int, dict]:
+        """Record `body` and return (HTTP status, JSON body) for it, sleeping the step's delay first."""
+        with self._lock:
+            self._requests.append(body)
+        model = body.get("model", "")
+        if model not in self.scripts:
+            return 404, _error(f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found")
+        step = _step_for(self.scripts[model], body.get("messages", []))
+        time.sleep(step.delay_s)
+        if step.status != 200:
+            return step.status, _error(f"Scripted error {step.status}.", "server_error", None)
+        return 200, _completion(model, step)
+
+
+def _step_for(script: list[Step], messages: list[dict]) -> Step:
+    index = sum(1 for message in messages if isinstance(message, dict) and message.get("role") == "assistant")
+    return script[index] if index < len(script) else SUBMIT_STEP
+
+
+def _completion(model: str, step: Step) -> dict:
+    tool_calls = [] if step.command is None else [_tool_call(step.command)]
+    message = {"role": "assistant", "content": step.content, "tool_calls": tool_calls or None}
+    usage = {
+        "prompt_tokens": step.prompt_tokens,
+        "completion_tokens": step.completion_tokens,
+        "total_tokens": step.prompt_tokens + step.completion_tokens,
+    }
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
+        "usage": usage,
+    }
+
+
+def _tool_call(command: str) -> dict:
+    function = {"name": "bash", "arguments": json.dumps({"command": command})}
+    return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": function}
+
+
+def _error(message: str, kind: str, code: str | None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Benchmarks open many conversations at once; the default backlog of 5 would stall bursts on SYN retries.
+    request_queue_size = 128
+    scripted: ScriptedChatServer
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that timed out and hung up before a delayed answer is expected here, not a server bug.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.0: one request per connection, so stop() never leaves a client holding a pooled dead connection.
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            models = [{"id": name, "object": "model", "owned_by": "scripted"} for name in self.server.scripted.scripts]
+            self._send(200, {"object": "list", "data": models})
+        else:
+            self._send(404, _error(f"No route {self.path}.", "invalid_request_error", None))
+
+    def do_POST(self) -> None:
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            return self._send(404, _error(f"No route {self.path}.", "invalid_request_error", None))
+        body = self._read_json()
+        if body is None:
+            return self._send(400, _error("The body must be a JSON object.", "invalid_request_error", None))
+        if body.get("stream"):
+            return self._send(400, _error("Streaming is not supported.", "invalid_request_error", None))
+        self._send(*self.server.scripted.answer(body))
+
+    def _read_json(self) -> dict | None:
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args) -> None:
+        """Silent: tests and the demo read `requests` instead of an access log."""
