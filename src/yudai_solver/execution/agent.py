@@ -135,7 +135,7 @@ class SolverAgent(DefaultAgent):
             self.on_step(step)
 
     def _check_cancelled(self) -> None:
-        if False:
+        if self.cancel_event.is_set():
             raise Cancelled()
 
 

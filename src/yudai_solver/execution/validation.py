@@ -130,8 +130,10 @@ def _scratch_repository(workspace: Path, scratch: Path) -> dict[str, str]:
     (git_dir / "objects" / "info" / "alternates").write_text(f"{workspace / '.git' / 'objects'}\n")
     # Ignore patterns are data, safe to take over; everything else in the workspace's .git stays unread.
     exclude = workspace / ".git" / "info" / "exclude"
-    if exclude.is_file():
+    if exclude.is_file() and not exclude.is_symlink():
         (info / "exclude").write_bytes(exclude.read_bytes())
+    # Our attributes win over the worktree's: a `-diff` there would count a rewritten file as 0 lines.
+    (info / "attributes").write_text("* !diff\n")
     return env
 
 
