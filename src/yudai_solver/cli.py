@@ -93,6 +93,131 @@ def serve(
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 
+@app.command()
+def solve(
+    repo: Annotated[str, typer.Argument(help="https:// git URL, or a local repository path.")],
+    model: Annotated[list[str], typer.Option("--model", help="Model name (repeat for several).")],
+    issue: Annotated[int | None, typer.Option("--issue", help="Issue number.")] = None,
+    issue_title: Annotated[str | None, typer.Option("--issue-title")] = None,
+    issue_body: Annotated[str, typer.Option("--issue-body")] = "",
+    temperature: Annotated[list[float] | None, typer.Option("--temperature", help="Repeat for several.")] = None,
+    evolution: Annotated[list[str] | None, typer.Option("--evolution", help="baseline, minimal-fix, test-first.")] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel")] = None,
+    time_budget: Annotated[int | None, typer.Option("--time-budget", help="Seconds for the whole solve.")] = None,
+    test_command: Annotated[str | None, typer.Option("--test-command")] = None,
+    setup_command: Annotated[str | None, typer.Option("--setup-command")] = None,
+    base_branch: Annotated[str, typer.Option("--base-branch")] = "main",
+    wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the solve ends.")] = False,
+    server: Annotated[str, typer.Option("--server", envvar="YUDAI_SERVER")] = "http://127.0.0.1:8000",
+    token: Annotated[str | None, typer.Option("--token", envvar="YUDAI_TOKEN")] = None,
+    embedded: Annotated[bool, typer.Option("--embedded", help="Run everything in this process (SQLite default).")] = False,
+) -> None:
+    """Submit a solve: every model x temperature x evolution is one run; the best passing one is the champion."""
+    if issue is None and issue_title is None:
+        raise typer.BadParameter("give --issue N, or --issue-title (and --issue-body)", param_hint="--issue")
+    body = {
+        "repo_url": repo, "issue_number": issue or 1, "base_branch": base_branch, "issue_title": issue_title,
+        "issue_body": issue_body if issue_title else None,
+        "matrix": {"models": model, "temperatures": temperature or [0.0], "evolutions": evolution or ["baseline"]},
+        "limits": {"max_parallel": max_parallel, "time_budget_s": time_budget},
+        "test_command": test_command, "setup_command": setup_command,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    body["limits"] = {k: v for k, v in body["limits"].items() if v is not None}
+    if embedded:
+        _solve_embedded(_settings_allowing(repo), body)
+        return
+    if not token:
+        raise typer.BadParameter("give --token or set YUDAI_TOKEN (or use --embedded)", param_hint="--token")
+    from .client import SolveClient
+
+    _submit(SolveClient(server, token), body, wait=wait)
+
+
+def _settings_allowing(repo: str) -> Settings:
+    """Embedded settings that also allow the local repository the user named on the command line."""
+    from pathlib import Path
+
+    settings = _settings()
+    if repo.startswith("https://"):
+        return settings
+    path = Path(repo.removeprefix("file://")).expanduser().resolve()
+    roots = ":".join(filter(None, [settings.local_repo_roots, str(path.parent)]))
+    return settings.model_copy(update={"local_repo_roots": roots})
+
+
+def _solve_embedded(settings: Settings, body: dict) -> None:
+    from pathlib import Path
+
+    from .client import SolveClient
+    from .embedded import embedded_server
+
+    if not body["repo_url"].startswith("https://"):
+        body["repo_url"] = str(Path(body["repo_url"].removeprefix("file://")).expanduser().resolve())
+    with embedded_server(settings) as (url, token):
+        _submit(SolveClient(url, token), body, wait=True)
+
+
+def _submit(client, body: dict, *, wait: bool) -> None:
+    from .client import ApiError
+    from .watch import show_outcome, watch
+
+    try:
+        session_id = client.create_session(f"cli: {body['repo_url']}#{body['issue_number']}")
+        started = client.start(session_id, body)
+    except ApiError as exc:
+        console.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"solve {started['solve_id']} started with {len(started['runs'])} runs (session {session_id})")
+    if not wait:
+        return
+    status = watch(client, session_id, started["solve_id"], console)
+    show_outcome(client, session_id, status, console)
+    raise typer.Exit(0 if status["status"] == "completed" else 1)
+
+
+@app.command()
+def demo() -> None:
+    """A first solve with no API key: a tiny repo with a failing test, three SCRIPTED models, the real pipeline."""
+    import time as _time
+
+    from . import demo as scenario
+    from .client import SolveClient
+    from .embedded import embedded_server
+    from .scripted import ScriptedChatServer
+
+    settings = _settings()
+    root = settings.data_dir / "demo"
+    repo = scenario.create_repository(root / f"calc-{_time.strftime('%Y%m%d-%H%M%S')}")
+    settings = settings.model_copy(update={"local_repo_roots": ":".join(filter(None, [settings.local_repo_roots,
+                                                                                        str(root)]))})
+    console.print(f"[bold]yudai demo[/]: repository {repo} (add() subtracts; its test fails)")
+    console.print("models: [magenta]SCRIPTED[/] stand-ins served on 127.0.0.1 (no API key, no real LLM): "
+                  + ", ".join(scenario.SCRIPTS))
+    with ScriptedChatServer(scenario.SCRIPTS) as chat, embedded_server(settings) as (url, token):
+        client = SolveClient(url, token)
+        _register_scripted_models(client, chat.base_url, scenario.SCRIPTS)
+        body = {"repo_url": str(repo), "issue_number": 1, "issue_title": scenario.ISSUE_TITLE,
+                "issue_body": scenario.ISSUE_BODY, "matrix": {"models": list(scenario.SCRIPTS)},
+                "limits": {"max_parallel": 3, "time_budget_s": 300}, "test_command": scenario.TEST_COMMAND}
+        try:
+            _submit(client, body, wait=True)
+        finally:
+            console.print("With a real model: yudai model add gpt --provider openai --model-id gpt-4o-mini, export "
+                          "OPENAI_API_KEY, then: yudai solve PATH --embedded --model gpt --issue-title ... "
+                          "--test-command ...")
+
+
+def _register_scripted_models(client, api_base: str, names) -> None:
+    existing = {m["name"]: m for m in client.models()}
+    for name in names:
+        config = {"api_base": api_base}
+        if name in existing:
+            client.update_model(existing[name]["id"], {"config": config, "is_active": True})
+        else:
+            client.add_model({"name": name, "provider": "openai", "model_id": name, "config": config})
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

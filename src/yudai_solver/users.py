@@ -17,12 +17,16 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
 def create_user(session: Session, *, name: str, admin: bool = False) -> tuple[User, str]:
     """A new user and its clear token; the first user of a fresh database is an admin."""
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise Conflict(f"a user named {name!r} exists already", field="name")
     first = session.scalar(select(func.count(User.id))) == 0
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = new_token()
     user = User(name=name, token_hash=hash_token(token), is_admin=admin or first)
     session.add(user)
     session.flush()

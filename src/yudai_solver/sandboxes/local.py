@@ -159,7 +159,6 @@ class LocalSandbox:
         # The leader is not reaped yet, so its pid (= the group id) cannot have been recycled: the kill hits only
         # our processes. It also ends background children, which would otherwise outlive the command and the run.
         with self._lock:
-            _kill_group(process.pid)
             self._running.discard(process.pid)
         process.stdout.close()
         return process.wait()
