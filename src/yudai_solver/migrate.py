@@ -39,7 +39,7 @@ def downgrade(database_url: str, revision: str) -> None:
 
 
 def current(database_url: str) -> str | None:
-    """The revision the database is at, or None if Alembic never touched it."""
+    """The revision the database is at, or None if it has no schema yet (a missing SQLite file is created empty)."""
     engine = create_db_engine(database_url)
     try:
         with engine.connect() as connection:

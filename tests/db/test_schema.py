@@ -1,6 +1,7 @@
 """The schema has three sources — models, migrations, init.sql — and they must agree, on both databases."""
 
 from pathlib import Path
+from pprint import pformat
 
 import psycopg
 import pytest
@@ -118,8 +119,13 @@ def test_init_sql_records_the_head_revision_so_alembic_can_take_over(fresh_pg_da
 # --- migrations == models (both databases) ----------------------------------------------------------------------
 
 
+def _assert_no_drift(engine: sa.Engine) -> None:
+    drift = _drift(engine)
+    assert drift == [], "the migrated database differs from models.py:\n" + pformat(drift)
+
+
 def test_migrated_database_has_no_drift_from_the_models(engine):
-    assert _drift(engine) == []
+    _assert_no_drift(engine)
 
 
 def test_drift_check_notices_a_missing_index(engine):
@@ -134,7 +140,7 @@ def test_procrastinate_tables_are_not_drift(engine):
         conn.exec_driver_sql("CREATE TABLE procrastinate_jobs (id INTEGER PRIMARY KEY, queue_name TEXT)")
         conn.exec_driver_sql("CREATE INDEX procrastinate_jobs_queue_idx ON procrastinate_jobs (queue_name)")
 
-    assert _drift(engine) == []
+    _assert_no_drift(engine)
 
 
 def test_the_nine_seed_indexes_exist_on_the_seed_columns(engine):
@@ -164,7 +170,8 @@ def _insert_solve_with_runs(conn: sa.Connection, solve_id: str, run_ids: list[st
             ),
             {"id": run_id, "solve_id": solve_id},
         )
-    conn.execute(sa.text("UPDATE solves SET champion_run_id = :run WHERE id = :id"), {"run": run_ids[0], "id": solve_id})
+    champion = sa.text("UPDATE solves SET champion_run_id = :run WHERE id = :id")
+    conn.execute(champion, {"run": run_ids[0], "id": solve_id})
 
 
 def _run_ids(conn: sa.Connection) -> list[str]:
@@ -221,4 +228,4 @@ def test_downgrade_to_base_then_upgrade_restores_the_schema(database_url, engine
 
     migrate.upgrade(database_url)
     assert migrate.current(database_url) == HEAD
-    assert _drift(engine) == []
+    _assert_no_drift(engine)
