@@ -30,7 +30,8 @@ def test_three_experiments_rank_the_minimal_fix_first(pipeline):
     assert solve.champion_run_id == minimal.id
     assert [r.status for r in runs.values()] == ["completed"] * 3, [r.error_message for r in runs.values()]
     assert (minimal.tests_passed, minimal.loc_changed, minimal.files_changed) == (True, 2, 1)
-    assert (rewrite.tests_passed, rewrite.loc_changed, rewrite.files_changed) == (True, 11, 2)
+    # calc.py: +3 header lines, +2 docstrings, "a - b" -> "a + b" (+1 -1) = 7; CHANGES.md: +1.
+    assert (rewrite.tests_passed, rewrite.loc_changed, rewrite.files_changed) == (True, 8, 2)
     assert (noop.tests_passed, noop.loc_changed, noop.files_changed) == (False, 0, 0)
     # 15 tokens per scripted answer; each script ends with one extra answer that submits.
     assert (minimal.tokens, rewrite.tokens, noop.tokens) == (60, 45, 45)

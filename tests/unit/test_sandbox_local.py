@@ -14,7 +14,7 @@ from yudai_solver.sandboxes import CommandResult, LocalSandbox, Sandbox, Sandbox
 
 EXTRA_SECRET = "extra-value-7f3a"
 SANDBOX_VARS = {"PATH", "HOME", "LANG", "LC_ALL", "TERM", "PAGER", "MANPAGER", "GIT_PAGER", "PIP_PROGRESS_BAR",
-                "TQDM_DISABLE", "EXTRA_TOKEN"}
+                "TQDM_DISABLE", "PYTHONDONTWRITEBYTECODE", "EXTRA_TOKEN"}
 BASH_VARS = {"PWD", "SHLVL", "_"}
 
 
@@ -139,6 +139,16 @@ def test_background_children_do_not_outlive_their_command(sandbox: LocalSandbox)
     output = sandbox.execute({"command": "sleep 600 >/dev/null 2>&1 & echo $!"})
 
     assert output["returncode"] == 0
+    assert soon(lambda: not is_alive(int(output["output"])))
+
+
+def test_a_background_child_holding_the_output_does_not_stall_the_command(sandbox: LocalSandbox):
+    started = time.monotonic()
+
+    output = sandbox.execute({"command": "sleep 600 & echo $!"})
+
+    assert time.monotonic() - started < 2
+    assert (output["returncode"], output["exception_info"]) == (0, "")
     assert soon(lambda: not is_alive(int(output["output"])))
 
 

@@ -63,6 +63,17 @@ def _spec(run: SolveRun, solve: Solve, model: AIModel) -> RunSpec:
     )
 
 
+def storable(value):
+    """`value` with NUL characters replaced: PostgreSQL text and JSONB refuse them, and commands print them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
 def save_progress(factory: sessionmaker[Session], run_id: str, *, steps: list[dict], tokens: int, sandbox_id=None):
     """Steps so far, visible while the run works; also the run's heartbeat."""
     values = {"trajectory_data": {"exit_status": None, "total_steps": len(steps), "steps": list(steps)},
@@ -71,7 +82,7 @@ def save_progress(factory: sessionmaker[Session], run_id: str, *, steps: list[di
         values["sandbox_id"] = sandbox_id
     with transaction(factory) as session:
         session.execute(
-            update(SolveRun).where(SolveRun.id == run_id, SolveRun.status == statuses.RUNNING).values(**values)
+            update(SolveRun).where(SolveRun.id == run_id, SolveRun.status == statuses.RUNNING).values(**storable(values))
         )
 
 
@@ -86,7 +97,7 @@ def claim_baseline(factory: sessionmaker[Session], solve_id: str) -> bool:
 
 def save_baseline(factory: sessionmaker[Session], solve_id: str, baseline: dict) -> None:
     with transaction(factory) as session:
-        session.get(Solve, solve_id).baseline = baseline
+        session.get(Solve, solve_id).baseline = storable(baseline)
 
 
 def finish(factory: sessionmaker[Session], spec: RunSpec, *, status: str, error: str | None, values: dict) -> list[str]:
@@ -98,9 +109,9 @@ def finish(factory: sessionmaker[Session], spec: RunSpec, *, status: str, error:
     with transaction(factory) as session:
         run = session.scalar(select(SolveRun).where(SolveRun.id == spec.run_id).with_for_update())
         if run.status == statuses.RUNNING:
-            for key, value in values.items():
+            for key, value in storable(values).items():
                 setattr(run, key, value)
-            statuses.transition(run, status, error=error)
+            statuses.transition(run, status, error=storable(error))
             session.flush()
             if spec.early_stop and status == statuses.COMPLETED and run.tests_passed:
                 stopped = cancel_other_runs(session, spec.solve_id, winner_id=run.id)

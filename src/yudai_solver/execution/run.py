@@ -4,6 +4,7 @@ Runs in a worker thread. The model calls (and the API keys they need) stay in th
 the sandbox. Every exception ends here and is recorded on the run: the worker is the only catch-all.
 """
 
+import logging
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -17,10 +18,12 @@ from ..settings import Settings
 from . import records
 from .control import RunControl
 from .records import RunSpec
-from .validation import detect_test_command, diff_stats, tail
+from .validation import detect_test_command, diff_stats, tail, untracked_patterns
 from .workspace import WorkspaceCache
 
+log = logging.getLogger(__name__)
 TAIL = 2000
+PROGRESS_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -64,7 +67,14 @@ def execute_run(env: RunEnv, control: RunControl) -> list[str]:
         return []
     result.values["latency_ms"] = int((time.monotonic() - started) * 1000)
     result.values["diagnostics"] = result.diagnostics
-    return records.finish(env.session_factory, spec, status=result.status, error=result.error, values=result.values)
+    try:
+        return records.finish(env.session_factory, spec, status=result.status, error=result.error,
+                              values=result.values)
+    except Exception as exc:  # noqa: BLE001 - a result the database refuses must not leave the run running
+        log.exception("storing the result of run %s failed", spec.run_id)
+        error = tail(f"storing the result failed: {type(exc).__name__}: {exc}", TAIL)
+        return records.finish(env.session_factory, spec, status=statuses.FAILED, error=error,
+                              values={"latency_ms": result.values["latency_ms"]})
 
 
 def _describe(exc: Exception, control: RunControl) -> str:
@@ -89,6 +99,7 @@ def _work(env: RunEnv, spec: RunSpec, control: RunControl, run_dir: Path, result
 
 def _in_sandbox(env, spec, control, sandbox: Sandbox, workspace: Path, base_commit: str, result: Result) -> None:
     _setup(env, spec, sandbox, result)
+    setup_artifacts = untracked_patterns(workspace, base_commit) if spec.setup_command else []
     test_command = spec.test_command or detect_test_command(workspace)
     if records.claim_baseline(env.session_factory, spec.solve_id):
         records.save_baseline(env.session_factory, spec.solve_id, _baseline(env, sandbox, test_command))
@@ -100,7 +111,7 @@ def _in_sandbox(env, spec, control, sandbox: Sandbox, workspace: Path, base_comm
         raise RunFailed(control.reason or "stopped")
     if agent_result.error:
         raise RunFailed(f"agent error: {agent_result.error}")
-    _validate(env, sandbox, workspace, base_commit, test_command, result)
+    _validate(env, sandbox, diff_stats(workspace, base_commit, ignore=setup_artifacts), test_command, result)
     result.status = statuses.COMPLETED
 
 
@@ -131,15 +142,27 @@ def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox):
                         temperature=spec.temperature, timeout_s=env.settings.model_timeout_s)
     agent = SolverAgent(model, sandbox, cancel_event=control.cancel_event, step_limit=spec.max_edits,
                         **get_strategy(spec.evolution).agent_config())
-    agent.on_step = lambda _step: records.save_progress(
+    agent.on_step = _throttled(lambda: records.save_progress(
         env.session_factory, spec.run_id, steps=agent.steps, tokens=agent.tokens, sandbox_id=sandbox.sandbox_id
-    )
+    ))
     result = run_agent(agent, f"{spec.issue_title}\n\n{spec.issue_body}".strip())
     return result, trajectory(agent, result.exit_status)
 
 
-def _validate(env, sandbox: Sandbox, workspace: Path, base_commit: str, test_command: str | None, result) -> None:
-    stats = diff_stats(workspace, base_commit)
+def _throttled(save, interval_s: float = PROGRESS_INTERVAL_S):
+    """Call `save` on the first step, then at most once per interval: the result write stores the rest."""
+    last = [float("-inf")]
+
+    def on_step(_step: dict) -> None:
+        now = time.monotonic()
+        if now - last[0] >= interval_s:
+            last[0] = now
+            save()
+
+    return on_step
+
+
+def _validate(env, sandbox: Sandbox, stats, test_command: str | None, result) -> None:
     result.values.update(loc_changed=stats.loc_changed, files_changed=stats.files_changed)
     result.diagnostics.update(patch=stats.patch, patch_truncated=stats.patch_truncated)
     if not test_command:

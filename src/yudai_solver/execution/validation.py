@@ -17,7 +17,12 @@ from .workspace import GitError
 
 MAX_PATCH_BYTES = 1024 * 1024
 GIT_TIMEOUT_S = 600
-_PYTEST_CONFIGS = {"pytest.ini": "", "pyproject.toml": "[tool.pytest", "setup.cfg": "[tool:pytest]", "tox.ini": "[pytest]"}
+_PYTEST_CONFIGS = {
+    "pytest.ini": "",
+    "pyproject.toml": "[tool.pytest",
+    "setup.cfg": "[tool:pytest]",
+    "tox.ini": "[pytest]",
+}
 _NPM_DEFAULT_TEST = "no test specified"
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -49,21 +54,22 @@ def detect_test_command(workspace: Path) -> str | None:
     return None
 
 
-def diff_stats(workspace: Path, base_commit: str) -> DiffStats:
+def diff_stats(workspace: Path, base_commit: str, *, ignore: list[str] | tuple[str, ...] = ()) -> DiffStats:
     """Diff the working tree of `workspace` against `base_commit` (a full SHA), untracked files included.
 
-    Files ignored by the workspace's .gitignore files or its .git/info/exclude are left out; renames are detected.
+    Files ignored by the workspace's .gitignore files or its .git/info/exclude are left out, and so are the
+    `ignore` patterns (kept here, in the worker, where the agent cannot edit them); renames are detected.
     The workspace itself, its index and its .git are not modified.
     """
     if not _COMMIT_SHA.fullmatch(base_commit):
         raise ValueError(f"base_commit must be a full commit SHA, not {base_commit!r}")
     with tempfile.TemporaryDirectory(prefix="yudai-diff-") as scratch:
-        env = _scratch_repository(workspace, Path(scratch))
+        env = _scratch_repository(workspace, Path(scratch), ignore)
         _git(env, "read-tree", base_commit)
         _git(env, "add", "--all")
         numstat = _git(env, "diff", "--cached", "--numstat", "-M", "--no-ext-diff", "--no-textconv", base_commit)
         patch, truncated = _patch(env, base_commit)
-    lines = [line for line in numstat.decode().splitlines() if line]
+    lines = [line for line in numstat.decode(errors="replace").splitlines() if line]
     return DiffStats(
         loc_changed=sum(_changed_lines(line) for line in lines),
         files_changed=len(lines),
@@ -119,7 +125,21 @@ def _patch(env: dict[str, str], base_commit: str) -> tuple[str, bool]:
     return head[:MAX_PATCH_BYTES].decode("utf-8", errors="replace"), truncated
 
 
-def _scratch_repository(workspace: Path, scratch: Path) -> dict[str, str]:
+def untracked_patterns(workspace: Path, base_commit: str) -> list[str]:
+    """Ignore patterns for every untracked path now in `workspace` (whole directories collapsed).
+
+    Taken right after the setup command, they keep what setup made (.venv/, node_modules/, build output) out
+    of the run's diff.
+    """
+    with tempfile.TemporaryDirectory(prefix="yudai-untracked-") as scratch:
+        env = _scratch_repository(workspace, Path(scratch))
+        _git(env, "read-tree", base_commit)
+        listed = _git(env, "ls-files", "-z", "--others", "--exclude-standard", "--directory")
+    paths = [p for p in listed.decode(errors="surrogateescape").split("\0") if p]
+    return ["/" + re.sub(r"([\\*?\[!#])", r"\\\1", path) for path in paths]
+
+
+def _scratch_repository(workspace: Path, scratch: Path, ignore=()) -> dict[str, str]:
     """A git directory of ours that sees the workspace's objects and ignore rules; returns the env that uses it."""
     git_dir = scratch / "git"
     _git(_isolated_git_env(scratch), "init", "--quiet", "--bare", str(git_dir))
@@ -130,8 +150,8 @@ def _scratch_repository(workspace: Path, scratch: Path) -> dict[str, str]:
     (git_dir / "objects" / "info" / "alternates").write_text(f"{workspace / '.git' / 'objects'}\n")
     # Ignore patterns are data, safe to take over; everything else in the workspace's .git stays unread.
     exclude = workspace / ".git" / "info" / "exclude"
-    if exclude.is_file() and not exclude.is_symlink():
-        (info / "exclude").write_bytes(exclude.read_bytes())
+    own = exclude.read_bytes() if exclude.is_file() and not exclude.is_symlink() else b""
+    (info / "exclude").write_bytes(own + "".join(f"\n{pattern}" for pattern in ignore).encode() + b"\n")
     # Our attributes win over the worktree's: a `-diff` there would count a rewritten file as 0 lines.
     (info / "attributes").write_text("* !diff\n")
     return env

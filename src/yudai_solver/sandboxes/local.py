@@ -23,6 +23,8 @@ from .protocol import CommandResult, SandboxKilled, raise_if_submitted
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_MAX_OUTPUT_BYTES = 128 * 1024
 _READ_CHUNK = 64 * 1024
+_POLL_S = 0.1
+_DRAIN_S = 0.25  # how long background children may still write once the command itself has exited
 _FIXED_ENV = {
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",
@@ -32,6 +34,9 @@ _FIXED_ENV = {
     "GIT_PAGER": "cat",
     "PIP_PROGRESS_BAR": "off",
     "TQDM_DISABLE": "1",
+    # A .pyc written by the baseline tests can outlive a same-size edit made within the same second (pyc
+    # validation compares mtime in whole seconds and size), so the tests would run the old code.
+    "PYTHONDONTWRITEBYTECODE": "1",
 }
 
 
@@ -122,7 +127,7 @@ class LocalSandbox:
         deadline = started + timeout
         process = self._start(command, cwd)
         try:
-            capture, timed_out = _read_until_eof(process.stdout.fileno(), deadline, self.config.max_output_bytes)
+            capture, timed_out = _read_output(process, deadline, self.config.max_output_bytes)
             timed_out = timed_out or not _exited(process.pid, deadline)
         finally:
             returncode = self._end(process)
@@ -159,6 +164,7 @@ class LocalSandbox:
         # The leader is not reaped yet, so its pid (= the group id) cannot have been recycled: the kill hits only
         # our processes. It also ends background children, which would otherwise outlive the command and the run.
         with self._lock:
+            _kill_group(process.pid)
             self._running.discard(process.pid)
         process.stdout.close()
         return process.wait()
@@ -208,28 +214,41 @@ def worker_path() -> str:
     return os.pathsep.join(parts) or DEFAULT_PATH
 
 
-def _read_until_eof(fd: int, deadline: float, limit: int) -> tuple[OutputCapture, bool]:
-    """Read `fd` as it streams until EOF or `deadline`; returns the capped output and whether the deadline hit."""
+def _read_output(process: subprocess.Popen, deadline: float, limit: int) -> tuple[OutputCapture, bool]:
+    """Read the output as it streams until EOF or `deadline`; returns it capped, and whether the deadline hit.
+
+    Background children can hold the pipe open forever (`server &`): once the command itself has exited they get
+    `_DRAIN_S` to finish writing, then reading stops (and the group is killed by the caller).
+    """
     capture = OutputCapture(limit)
+    stop, leader_exited = deadline, False
     with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not selector.select(remaining):
-                continue
-            chunk = os.read(fd, _READ_CHUNK)
-            if not chunk:
-                return capture, False
-            capture.add(chunk)
-    return capture, True
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while (remaining := stop - time.monotonic()) > 0:
+            if selector.select(min(remaining, _POLL_S)):
+                if not (chunk := os.read(process.stdout.fileno(), _READ_CHUNK)):
+                    return capture, False
+                capture.add(chunk)
+            if not leader_exited and _exited_now(process.pid):
+                stop, leader_exited = min(deadline, time.monotonic() + _DRAIN_S), True
+    return capture, not leader_exited
 
 
 def _exited(pid: int, deadline: float) -> bool:
-    """Wait until `pid` exits or `deadline`, without reaping it (WNOWAIT): its id stays ours until `wait()`."""
-    while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
+    """Wait until `pid` exits or `deadline`; True if it exited."""
+    pause = 0.001
+    while not _exited_now(pid):
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.02)
+        # Usually the leader exits right after closing its output: poll fast first, then back off.
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
     return True
+
+
+def _exited_now(pid: int) -> bool:
+    """Whether `pid` has exited, without reaping it (WNOWAIT): its id stays ours until `Popen.wait()`."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
 
 
 def _kill_group(pgid: int) -> None:

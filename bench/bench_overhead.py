@@ -1,0 +1,89 @@
+"""Overhead of the service around one scripted 10-step run, against mini-swe-agent run directly.
+
+Both sides: the same scripted model server (litellm HTTP client), the same 10 commands, the same repository and
+the same test command. The service side adds the database, the mirror checkout, the sandbox, the baseline test
+run, diff stats and result storage; the direct side does a `git clone` and runs mini-swe-agent's own
+LocalEnvironment. Runs alternate to spread machine noise evenly.
+
+    python bench/bench_overhead.py [--repeat 5]
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import deployment, median  # noqa: E402
+
+from yudai_solver.demo import TEST_COMMAND, create_repository  # noqa: E402
+from yudai_solver.scripted import ScriptedChatServer, Step  # noqa: E402
+
+COMMANDS = ["ls", "cat calc.py", "cat test_calc.py", "grep -n 'def ' calc.py", "wc -l calc.py", "git status --short",
+            "sed -i 's/return a - b/return a + b/' calc.py", "git diff", TEST_COMMAND, "cat calc.py"]
+SCRIPT = [Step(c, f"step {i}") for i, c in enumerate(COMMANDS)]
+
+
+def service_run(d, repo: Path) -> float:
+    started = time.perf_counter()
+    solve = d.wait(d.start({"repo_url": str(repo), "issue_number": 1, "issue_title": "add subtracts",
+                            "issue_body": "fix add", "matrix": {"models": ["ten-steps"]},
+                            "test_command": TEST_COMMAND}))
+    elapsed = time.perf_counter() - started
+    if solve.status != "completed":
+        from yudai_solver.models import SolveRun
+
+        with d.factory() as session:
+            run = session.get(SolveRun, solve.ranking["order"][0]["run_id"])
+            raise AssertionError(f"{solve.error_message}: {run.diagnostics.get('test')} {run.trajectory_data}")
+    return elapsed
+
+
+def direct_run(repo: Path, api_base: str) -> float:
+    from yudai_solver.execution import mswea  # noqa: F401 - configures mini-swe-agent before it is imported
+    from minisweagent.agents.default import DefaultAgent
+    from minisweagent.environments.local import LocalEnvironment
+    from minisweagent.models.litellm_model import LitellmModel
+    from yudai_solver.execution.strategies import get_strategy
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "work"
+        subprocess.run(["git", "clone", "-q", str(repo), str(work)], check=True)
+        model = LitellmModel(model_name="openai/ten-steps", cost_tracking="ignore_errors",
+                             model_kwargs={"api_base": api_base, "api_key": "x", "temperature": 0.0})
+        agent = DefaultAgent(model, LocalEnvironment(cwd=str(work)), cost_limit=0, step_limit=30,
+                             **get_strategy("baseline").agent_config())
+        info = agent.run("add subtracts\n\nfix add")
+        tests = subprocess.run(["bash", "-c", TEST_COMMAND], cwd=work, capture_output=True)
+    elapsed = time.perf_counter() - started
+    assert info["exit_status"] == "Submitted" and tests.returncode == 0, (info, tests.stderr)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, ScriptedChatServer({"ten-steps": SCRIPT}) as chat:
+        repos = Path(tmp) / "repos"
+        repo = create_repository(repos / "calc")
+        with deployment(repos) as d:
+            d.add_model("ten-steps", chat.base_url)
+            service_run(d, repo)  # warm-up: mirror created, modules imported
+            direct_run(repo, chat.base_url)
+            service, direct = [], []
+            for _ in range(args.repeat):
+                service.append(service_run(d, repo))
+                direct.append(direct_run(repo, chat.base_url))
+    s, m = median(service), median(direct)
+    print(f"service median {s:.3f}s, direct median {m:.3f}s, ratio {s / m:.2f} (n={args.repeat}, 10 steps + submit)")
+    print("service:", ", ".join(f"{x:.3f}" for x in service))
+    print("direct: ", ", ".join(f"{x:.3f}" for x in direct))
+
+
+if __name__ == "__main__":
+    main()
