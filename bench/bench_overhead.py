@@ -5,7 +5,7 @@ the same test command. The service side adds the database, the mirror checkout, 
 run, diff stats and result storage; the direct side does a `git clone` and runs mini-swe-agent's own
 LocalEnvironment. Runs alternate to spread machine noise evenly.
 
-    python bench/bench_overhead.py [--repeat 5]
+    python bench/bench_overhead.py [--repeat 5] [--delay 0]
 """
 
 import argparse
@@ -24,7 +24,13 @@ from yudai_solver.scripted import ScriptedChatServer, Step  # noqa: E402
 
 COMMANDS = ["ls", "cat calc.py", "cat test_calc.py", "grep -n 'def ' calc.py", "wc -l calc.py", "git status --short",
             "sed -i 's/return a - b/return a + b/' calc.py", "git diff", TEST_COMMAND, "cat calc.py"]
-SCRIPT = [Step(c, f"step {i}") for i, c in enumerate(COMMANDS)]
+
+
+def script(delay_s: float) -> list[Step]:
+    return [Step(c, f"step {i}", delay_s=delay_s) for i, c in enumerate(COMMANDS)]
+
+
+SCRIPT = script(0.0)
 
 
 def service_run(d, repo: Path) -> float:
@@ -47,13 +53,15 @@ def direct_run(repo: Path, api_base: str) -> float:
     from minisweagent.agents.default import DefaultAgent
     from minisweagent.environments.local import LocalEnvironment
     from minisweagent.models.litellm_model import LitellmModel
-    from yudai_solver.execution.strategies import get_strategy
+    from yudai_solver.execution.strategies import get_strategy, mini_config
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "work"
         subprocess.run(["git", "clone", "-q", str(repo), str(work)], check=True)
-        model = LitellmModel(model_name="openai/ten-steps", cost_tracking="ignore_errors",
+        # mini-swe-agent's own default configuration (mini.yaml), as its `mini` command would use it.
+        templates = {k: mini_config()["model"][k] for k in ("observation_template", "format_error_template")}
+        model = LitellmModel(model_name="openai/ten-steps", cost_tracking="ignore_errors", **templates,
                              model_kwargs={"api_base": api_base, "api_key": "x", "temperature": 0.0})
         agent = DefaultAgent(model, LocalEnvironment(cwd=str(work)), cost_limit=0, step_limit=30,
                              **get_strategy("baseline").agent_config())
@@ -67,8 +75,9 @@ def direct_run(repo: Path, api_base: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--delay", type=float, default=0.0, help="Seconds the scripted model takes per answer.")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, ScriptedChatServer({"ten-steps": SCRIPT}) as chat:
+    with tempfile.TemporaryDirectory() as tmp, ScriptedChatServer({"ten-steps": script(args.delay)}) as chat:
         repos = Path(tmp) / "repos"
         repo = create_repository(repos / "calc")
         with deployment(repos) as d:
@@ -80,7 +89,8 @@ def main() -> None:
                 service.append(service_run(d, repo))
                 direct.append(direct_run(repo, chat.base_url))
     s, m = median(service), median(direct)
-    print(f"service median {s:.3f}s, direct median {m:.3f}s, ratio {s / m:.2f} (n={args.repeat}, 10 steps + submit)")
+    print(f"service median {s:.3f}s, direct median {m:.3f}s, ratio {s / m:.2f} "
+          f"(n={args.repeat}, 10 steps + submit, model answers after {args.delay}s)")
     print("service:", ", ".join(f"{x:.3f}" for x in service))
     print("direct: ", ", ".join(f"{x:.3f}" for x in direct))
 

@@ -49,8 +49,18 @@ def main() -> None:
         make_repo(repo, args.files)
         cache = WorkspaceCache(root / "mirrors")
         cache.checkout(str(repo), "main", root / "warm")
-        mirror, clone = [], []
+        mirror, clone, objects_mirror, objects_clone = [], [], [], []
         for i in range(args.repeat):
+            # The same two paths without writing the files: what the mirror saves is the object transfer.
+            bare = root / f"nb{i}"
+            objects_mirror.append(timed(lambda: (cache.mirror(str(repo)), subprocess.run(
+                ["git", "clone", "-q", "--shared", "--no-checkout", str(cache.mirror(str(repo))), str(bare)],
+                check=True))))
+            bare_clone = root / f"nc{i}"
+            objects_clone.append(timed(lambda: subprocess.run(
+                ["git", "clone", "-q", "--no-checkout", f"file://{repo}", str(bare_clone)], check=True)))
+            shutil.rmtree(bare)
+            shutil.rmtree(bare_clone)
             dest = root / f"m{i}"
             mirror.append(timed(lambda: cache.checkout(str(repo), "main", dest)))
             other = root / f"c{i}"
@@ -61,6 +71,9 @@ def main() -> None:
     m, c = median(mirror), median(clone)
     print(f"{args.files} files: mirror+checkout median {m * 1000:.0f} ms, fresh clone median {c * 1000:.0f} ms, "
           f"ratio {m / c:.2f} (n={args.repeat})")
+    om, oc = median(objects_mirror), median(objects_clone)
+    print(f"without writing the files (--no-checkout): mirror fetch + shared clone {om * 1000:.0f} ms, "
+          f"fresh clone {oc * 1000:.0f} ms, ratio {om / oc:.2f}")
 
 
 if __name__ == "__main__":

@@ -14,21 +14,21 @@ class RunControl:
     reason: str | None = None
     requeue: bool = False
     """Set when the worker shuts down: the run goes back to the queue instead of failing."""
-    _sandbox: object | None = None
+    _sandboxes: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def stop(self, reason: str) -> None:
         with self._lock:
             self.reason = self.reason or reason
             self.cancel_event.set()
-            sandbox = self._sandbox
-        if sandbox is not None:
+            sandboxes = list(self._sandboxes)
+        for sandbox in sandboxes:
             sandbox.kill()
 
     def attach(self, sandbox) -> None:
-        """Remember the run's sandbox; kill it right away if the run was stopped before it existed."""
+        """Remember a sandbox of the run; kill it right away if the run was stopped before it existed."""
         with self._lock:
-            self._sandbox = sandbox
+            self._sandboxes.append(sandbox)
             stopped = self.cancel_event.is_set()
         if stopped:
             sandbox.kill()

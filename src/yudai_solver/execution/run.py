@@ -16,6 +16,7 @@ from .. import __version__, statuses
 from ..sandboxes import Sandbox, create_sandbox
 from ..settings import Settings
 from . import records
+from .baseline import BackgroundBaseline, measure
 from .control import RunControl
 from .records import RunSpec
 from .validation import detect_test_command, diff_stats, tail, untracked_patterns
@@ -101,9 +102,12 @@ def _in_sandbox(env, spec, control, sandbox: Sandbox, workspace: Path, base_comm
     _setup(env, spec, sandbox, result)
     setup_artifacts = untracked_patterns(workspace, base_commit) if spec.setup_command else []
     test_command = spec.test_command or detect_test_command(workspace)
-    if records.claim_baseline(env.session_factory, spec.solve_id):
-        records.save_baseline(env.session_factory, spec.solve_id, _baseline(env, sandbox, test_command))
-    agent_result, trajectory = _agent(env, spec, control, sandbox)
+    background = _baseline(env, spec, control, sandbox, workspace.parent / "baseline", test_command)
+    try:
+        agent_result, trajectory = _agent(env, spec, control, sandbox)
+    finally:
+        if background is not None:
+            background.join()
     result.values.update(tokens=agent_result.tokens, cost=agent_result.cost, steps=len(agent_result.steps),
                          trajectory_data=trajectory)
     result.diagnostics["agent_exit_status"] = agent_result.exit_status
@@ -125,12 +129,15 @@ def _setup(env: RunEnv, spec: RunSpec, sandbox: Sandbox, result: Result) -> None
         raise RunFailed(f"setup command {why}: {tail(done.output, 500)}")
 
 
-def _baseline(env: RunEnv, sandbox: Sandbox, test_command: str | None) -> dict:
-    if not test_command:
-        return {"state": "no test command", "test_command": None, "tests_passed": None}
-    done = sandbox.run(test_command, timeout=env.settings.test_timeout_s)
-    return {"state": "measured", "test_command": test_command, "tests_passed": done.returncode == 0,
-            "returncode": done.returncode, "output_tail": tail(done.output, TAIL)}
+def _baseline(env, spec, control, sandbox: Sandbox, directory: Path, test_command) -> BackgroundBaseline | None:
+    """One run per solve measures the baseline: here if setup prepared this workspace, else beside the agent."""
+    if not records.claim_baseline(env.session_factory, spec.solve_id):
+        return None
+    if spec.setup_command:
+        records.save_baseline(env.session_factory, spec.solve_id,
+                              measure(sandbox, test_command, env.settings.test_timeout_s))
+        return None
+    return BackgroundBaseline(env, spec, directory, test_command, control)
 
 
 def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox):

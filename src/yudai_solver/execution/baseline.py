@@ -1,0 +1,55 @@
+"""The solve's baseline: its tests on the untouched checkout, measured once per solve, so fail -> pass shows."""
+
+import threading
+from pathlib import Path
+
+from ..sandboxes import Sandbox, create_sandbox
+from . import records
+from .control import RunControl
+from .validation import tail
+
+
+def measure(sandbox: Sandbox, test_command: str | None, timeout: float) -> dict:
+    if not test_command:
+        return {"state": "no test command", "test_command": None, "tests_passed": None}
+    done = sandbox.run(test_command, timeout=timeout)
+    return {"state": "measured", "test_command": test_command, "tests_passed": done.returncode == 0,
+            "returncode": done.returncode, "timed_out": done.timed_out, "output_tail": tail(done.output, 2000)}
+
+
+class BackgroundBaseline:
+    """Measures the baseline in a checkout of its own while the agent works, so it adds nothing to the run's time.
+
+    Only for solves without a setup command: with one, the prepared workspace is measured before the agent starts
+    rather than running the setup twice.
+    """
+
+    def __init__(self, env, spec: records.RunSpec, directory: Path, test_command: str | None, control: RunControl):
+        self._args = (env, spec, directory, test_command, control)
+        self._thread = threading.Thread(target=self._run, name=f"baseline-{spec.solve_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def _run(self) -> None:
+        env, spec, directory, test_command, control = self._args
+        try:
+            records.save_baseline(env.session_factory, spec.solve_id, self._measure(env, spec, directory,
+                                                                                     test_command, control))
+        except Exception as exc:  # noqa: BLE001 - a baseline is informative; its failure must not fail the run
+            records.save_baseline(env.session_factory, spec.solve_id,
+                                  {"state": "error", "test_command": test_command, "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            env.workspaces.remove(directory)
+
+    @staticmethod
+    def _measure(env, spec, directory: Path, test_command: str | None, control: RunControl) -> dict:
+        env.workspaces.checkout(spec.repo_url, spec.base_branch, directory / "work")
+        sandbox = create_sandbox(env.settings.sandbox, workspace=directory / "work", home=directory / "home",
+                                 command_timeout=env.settings.command_timeout_s)
+        control.attach(sandbox)
+        try:
+            return measure(sandbox, test_command, env.settings.test_timeout_s)
+        finally:
+            sandbox.close()
