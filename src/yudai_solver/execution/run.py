@@ -115,6 +115,7 @@ def _in_sandbox(env, spec, control, sandbox: Sandbox, workspace: Path, base_comm
         raise RunFailed(control.reason or "stopped")
     if agent_result.error:
         raise RunFailed(f"agent error: {agent_result.error}")
+    sandbox.sync_workspace(base_commit)
     _validate(env, sandbox, diff_stats(workspace, base_commit, ignore=setup_artifacts), test_command, result)
     result.status = statuses.COMPLETED
 

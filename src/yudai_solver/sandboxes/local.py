@@ -107,6 +107,9 @@ class LocalSandbox:
         """Kill whatever still runs; the workspace and home belong to the caller and stay."""
         self.kill()
 
+    def sync_workspace(self, base_commit: str) -> None:
+        """Nothing to do: the commands ran in the worker's workspace itself."""
+
     def get_template_vars(self, **kwargs: Any) -> dict[str, Any]:
         """Config and host platform (the default templates need `system`, `release`, ...); never `os.environ`."""
         return self.config.model_dump() | platform.uname()._asdict() | kwargs

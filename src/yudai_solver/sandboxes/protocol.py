@@ -60,6 +60,14 @@ class Sandbox(Protocol):
         """Release the sandbox; kills whatever still runs. Idempotent."""
         ...
 
+    def sync_workspace(self, base_commit: str) -> None:
+        """Bring the agent's changes into the worker's copy of the workspace, as a patch applied there.
+
+        A no-op where the sandbox works on the worker's directory itself (local, bubblewrap); a remote sandbox
+        (e2b) exports `git diff --binary base_commit` as text and the worker applies it to its own checkout.
+        """
+        ...
+
     def get_template_vars(self, **kwargs: Any) -> dict[str, Any]:
         """Variables for the agent's prompt templates; never the worker's environment."""
         ...
