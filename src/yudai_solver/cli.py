@@ -39,6 +39,16 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     console.print(f"database at {_safe_url(settings.resolved_database_url)} is at revision {revision}")
 
 
+@db_app.command("queue-schema")
+def db_queue_schema() -> None:
+    """Apply procrastinate's job-queue schema (only for a PostgreSQL database made from init.sql)."""
+    from .migrate import apply_queue_schema
+
+    settings = _settings()
+    apply_queue_schema(settings.resolved_database_url)
+    console.print(f"job-queue schema applied to {_safe_url(settings.resolved_database_url)}")
+
+
 @user_app.command("create")
 def user_create(
     name: str,

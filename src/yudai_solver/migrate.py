@@ -57,3 +57,18 @@ def include_object(obj, name: str | None, type_: str, reflected: bool, compare_t
     """Alembic `include_object` hook: the same filter for objects that reach comparison by another path."""
     table_name = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
     return not (table_name or "").startswith(FOREIGN_TABLE_PREFIXES)
+
+
+def apply_queue_schema(database_url: str) -> None:
+    """procrastinate's job-queue schema, for a PostgreSQL database created from init.sql instead of migrations."""
+    from procrastinate.schema import SchemaManager
+    from sqlalchemy.engine import make_url
+
+    engine = create_db_engine(database_url)
+    try:
+        if make_url(database_url).get_backend_name() != "postgresql":
+            raise ValueError("the job queue exists only on PostgreSQL")
+        with engine.begin() as conn:
+            conn.connection.driver_connection.execute(SchemaManager.get_schema())
+    finally:
+        engine.dispose()

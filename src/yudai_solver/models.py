@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     MetaData,
     Boolean,
     DateTime,
@@ -184,3 +185,5 @@ class SolveRun(Timestamps, Base):
     steps: Mapped[int | None] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    """The run's procrastinate job, when runs are dispatched through the job queue (PostgreSQL)."""

@@ -4,6 +4,8 @@
 -- column for column, index for index, constraint for constraint), and it records the head revision in
 -- alembic_version so that `yudai_solver.migrate.upgrade` can take the database further later.
 -- Run it once, on an empty database:  psql -v ON_ERROR_STOP=1 -d yudai -f init.sql
+-- The job queue's tables belong to the pinned procrastinate package and are not copied here: apply them next with
+--   YUDAI_DATABASE_URL=postgresql+psycopg://.../yudai yudai db queue-schema
 
 BEGIN;
 
@@ -133,6 +135,7 @@ CREATE TABLE solve_runs (
     steps INTEGER,
     heartbeat_at TIMESTAMP WITH TIME ZONE,
     attempts INTEGER DEFAULT 0 NOT NULL,
+    job_id BIGINT,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
     updated_at TIMESTAMP WITH TIME ZONE,
     CONSTRAINT solve_runs_pkey PRIMARY KEY (id),
@@ -147,6 +150,6 @@ CREATE INDEX idx_solve_runs_created_at ON solve_runs (created_at);
 ALTER TABLE solves
     ADD CONSTRAINT fk_solves_champion_run_id FOREIGN KEY (champion_run_id) REFERENCES solve_runs (id);
 
-INSERT INTO alembic_version (version_num) VALUES ('0001');
+INSERT INTO alembic_version (version_num) VALUES ('0002');
 
 COMMIT;
