@@ -77,7 +77,7 @@ def pg_admin_url() -> str:
 @pytest.fixture(scope="session")
 def _pg_admin(pg_admin_url: str) -> Iterator[Engine]:
     # CREATE/DROP DATABASE cannot run inside a transaction block.
-    engine = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    engine = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # survives a restart test
     _drop_orphaned_databases(engine)
     yield engine
     engine.dispose()

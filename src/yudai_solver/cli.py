@@ -90,6 +90,8 @@ def model_add(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker",
+                                         help="On PostgreSQL, also execute runs in this process.")] = True,
 ) -> None:
     """Migrate the database, then serve the API (and execute runs in this process)."""
     import uvicorn
@@ -99,8 +101,29 @@ def serve(
 
     settings = _settings()
     factory = _migrated_factory(settings)
-    api = create_app(settings, session_factory=factory, dispatcher=create_dispatcher(settings, factory))
+    dispatcher = create_dispatcher(settings, factory, worker=worker)
+    api = create_app(settings, session_factory=factory, dispatcher=dispatcher)
     uvicorn.run(api, host=host, port=port, log_level="info")
+
+
+@app.command("worker")
+def worker_command(
+    concurrency: Annotated[int, typer.Option(help="Runs executed at once by this worker.")] = 4,
+    graceful_timeout: Annotated[float, typer.Option(help="Seconds running runs get on SIGTERM before requeue.")] = 30,
+) -> None:
+    """Execute runs from the PostgreSQL job queue; start as many as you like, on any machine."""
+    import logging
+
+    from .dispatch.jobqueue import is_job_queue
+    from .dispatch.worker import QueueWorker
+
+    settings = _settings()
+    if not is_job_queue(settings):
+        raise typer.BadParameter("workers need a PostgreSQL YUDAI_DATABASE_URL (postgresql+psycopg://...)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    factory = _migrated_factory(settings)
+    console.print(f"worker on {_safe_url(settings.resolved_database_url)}, concurrency {concurrency}")
+    QueueWorker(settings, factory, concurrency=concurrency, graceful_timeout_s=graceful_timeout).run()
 
 
 @app.command()

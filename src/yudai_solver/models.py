@@ -187,3 +187,21 @@ class SolveRun(Timestamps, Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     job_id: Mapped[int | None] = mapped_column(BigInteger)
     """The run's procrastinate job, when runs are dispatched through the job queue (PostgreSQL)."""
+
+
+class WebhookDelivery(Timestamps, Base):
+    """One verified GitHub webhook delivery: its id is unique, so a redelivery starts nothing twice."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    event: Mapped[str] = mapped_column(String(100), nullable=False)
+    action: Mapped[str | None] = mapped_column(String(100))
+    repo_url: Mapped[str | None] = mapped_column(String(1000))
+    issue_number: Mapped[int | None] = mapped_column(Integer)
+    sender: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(50), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    solve_id: Mapped[str | None] = mapped_column(ForeignKey("solves.id", ondelete="SET NULL"), index=True)
+    comment_url: Mapped[str | None] = mapped_column(String(1000))

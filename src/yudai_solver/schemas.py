@@ -115,6 +115,8 @@ class Limits(BaseModel):
     max_parallel: Positive | None = None
     time_budget_s: Positive | None = None
     early_stop: bool = False
+    network: bool = False
+    """Let the agent's commands reach the network (sandboxes that can refuse it: bubblewrap, e2b)."""
 
 
 class SolveStart(Strict):
@@ -129,6 +131,8 @@ class SolveStart(Strict):
     test_command: Annotated[str, Field(min_length=1)] | None = None
     create_pr: bool = False
     requested_by: Annotated[str, Field(max_length=255)] | None = None
+    allow_closed: bool = False
+    """Solve a closed issue too (a closed one is refused otherwise)."""
 
 
 class RunBrief(BaseModel):
@@ -226,3 +230,20 @@ class Page(BaseModel):
 class CancelOut(BaseModel):
     solve_id: str
     status: str
+
+
+class PullRequestOut(BaseModel):
+    """The champion's pull request: its URL, or why there is none."""
+
+    solve_id: str
+    run_id: str | None
+    pr_url: str | None
+    pr_error: str | None
+
+
+class WebhookOut(BaseModel):
+    delivery_id: str
+    outcome: str
+    """started | ignored | rejected | duplicate"""
+    reason: str | None = None
+    solve_id: str | None = None

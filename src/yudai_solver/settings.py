@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from platformdirs import user_data_dir
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,3 +53,65 @@ class Settings(BaseSettings):
     @property
     def repo_roots(self) -> list[Path]:
         return [Path(p).resolve() for p in self.local_repo_roots.split(":") if p.strip()]
+
+    # --- GitHub: issue intake, pull requests, webhook triggers -------------------------------------------------
+    github_token: SecretStr | None = None
+    """Token for GitHub's REST API and for pushing the champion's branch; never stored, logged or put in a URL."""
+    github_api_url: str = "https://api.github.com"
+    """REST API base; a GitHub Enterprise Server's `https://HOST/api/v3` serves repositories on that host."""
+    github_timeout_s: float = 20.0
+    """Timeout of one GitHub API request."""
+    github_webhook_secret: SecretStr | None = None
+    """Secret of the `/webhooks/github` endpoint (checks `X-Hub-Signature-256`); unset turns the endpoint off."""
+    issue_refresh_s: int = 300
+    """A stored GitHub issue older than this is fetched again when a solve names it."""
+    trigger_label: str = "yudai"
+    """Labelling an issue with this label starts a solve."""
+    webhook_owner: str = ""
+    """User name that owns webhook-triggered solves; empty: webhooks start nothing."""
+    webhook_matrix: dict = Field(default_factory=dict)
+    """Experiment matrix of webhook-triggered solves (JSON), e.g. {"models": ["m"], "temperatures": [0.2]}."""
+    webhook_test_command: str | None = None
+    """Test command of webhook-triggered solves; None: detected per run."""
+    webhook_setup_command: str | None = None
+    """Setup command of webhook-triggered solves."""
+    webhook_allowed_logins: str = ""
+    """Comma-separated GitHub logins whose `/yudai solve` comments start a solve."""
+    webhook_allow_collaborators: bool = True
+    """Also accept `/yudai solve` from the repository's collaborators (asked of GitHub)."""
+    pr_author_name: str = "yudai-solver"
+    """Author and committer name of the champion's commit."""
+    pr_author_email: str = "yudai-solver@users.noreply.github.com"
+    """Author and committer email of the champion's commit."""
+
+    @property
+    def allowed_logins(self) -> set[str]:
+        return {name.strip().lower() for name in self.webhook_allowed_logins.split(",") if name.strip()}
+
+    # --- Sandboxes: isolation and limits (bubblewrap, e2b) -----------------------------------------------------
+    sandbox_network: bool = False
+    """Agent and test commands may use the network (bubblewrap, e2b); setup commands always may."""
+    sandbox_memory_mb: int = 2048
+    """bubblewrap: address space of each sandboxed process (RLIMIT_AS), in MiB."""
+    sandbox_cpu_s: int = 1800
+    """bubblewrap: CPU seconds of each sandboxed process (RLIMIT_CPU)."""
+    sandbox_file_size_mb: int = 2048
+    """bubblewrap: largest file a sandboxed process may write (RLIMIT_FSIZE), in MiB."""
+    sandbox_max_processes: int = 512
+    """bubblewrap: processes and threads of one sandbox's uid (RLIMIT_NPROC)."""
+    sandbox_uid_base: int = 60000
+    """bubblewrap (worker running as root): sandboxes run as uids from this one, one uid per live sandbox."""
+    sandbox_uid_count: int = 1000
+    """bubblewrap: how many uids from `sandbox_uid_base` on may be used (sandboxes alive at once on one host)."""
+    e2b_template: str = "base"
+    """e2b: template every run's sandbox starts from."""
+    e2b_timeout_s: int = 3600
+    """e2b: lifetime of a sandbox; E2B kills it after this even if the worker died."""
+    e2b_creates_per_s: float = 1.0
+    """e2b: sandboxes this process creates per second at most."""
+    e2b_max_concurrent: int = 20
+    """e2b: sandboxes alive at once in this process at most; more runs wait for a free one."""
+    e2b_owner: str = ""
+    """e2b: metadata tag of this worker's sandboxes, for orphan clean-up at start-up; empty: the host name."""
+    max_trajectory_bytes: int = 4_000_000
+    """Largest stored `trajectory_data` (JSON bytes); longer trajectories have their messages and outputs cut."""

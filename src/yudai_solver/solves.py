@@ -8,10 +8,10 @@ from sqlalchemy.orm import Session
 from . import matrix as matrix_mod
 from . import statuses
 from .chat_sessions import get_owned_session
-from .errors import Conflict, InvalidInput, NotFound
-from .issues import find_issue
+from .errors import Conflict, NotFound
 from .models import Solve, SolveRun, User, utcnow
-from .repos import check_branch, is_local, resolve_repo
+from .repos import check_branch, resolve_repo
+from .scm import intake
 from .schemas import Progress, RunSummary, SolveStart, SolveStatus
 from .settings import Settings
 
@@ -25,11 +25,11 @@ def start_solve(
     chat = get_owned_session(session, user=user, session_id=session_id)
     repo = resolve_repo(request.repo_url, settings.repo_roots)
     branch = check_branch(request.base_branch)
-    title, body = _issue_text(session, request, repo)
     experiments = matrix_mod.expand(
         request.matrix, default_max_edits=settings.default_max_edits, max_experiments=settings.max_experiments
     )
     models = matrix_mod.resolve_models(session, request.matrix, experiments)
+    title, body = intake.issue_text(session, settings, request, repo)  # last: it may ask GitHub
     limits = request.limits.model_dump(exclude_none=True)
     solve = Solve(
         id=_new_id(), user_id=user.id, session_id=chat.id, repo_url=repo, issue_number=request.issue_number,
@@ -52,16 +52,6 @@ def start_solve(
 
 def _new_id() -> str:
     return uuid.uuid4().hex
-
-
-def _issue_text(session: Session, request: SolveStart, repo: str) -> tuple[str, str]:
-    if request.issue_title:
-        return request.issue_title, request.issue_body or ""
-    stored = find_issue(session, repo_url=repo, number=request.issue_number)
-    if stored is not None:
-        return stored.title, stored.body or ""
-    where = "a local repository has no issue tracker" if is_local(repo) else "the issue is not in the issues table"
-    raise InvalidInput(f"{where}: give issue_title (and issue_body) or POST /issues first", field="issue_title")
 
 
 def get_owned_solve(session: Session, *, user: User, session_id: int, solve_id: str) -> Solve:

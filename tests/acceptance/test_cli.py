@@ -42,3 +42,52 @@ def test_demo_solves_the_failing_test_with_scripted_models(tmp_path):
     assert "SCRIPTED" in done.stdout and "champion" in done.stdout
     assert "scripted-minimal-fix" in done.stdout.split("champion", 1)[1]
     assert "+    return a + b" in done.stdout
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_then_solve_against_the_server_with_wait(tmp_path):
+    import time
+
+    import httpx
+
+    from yudai_solver.demo import SCRIPTS, TEST_COMMAND, create_repository
+    from yudai_solver.scripted import ScriptedChatServer
+
+    repo = create_repository(tmp_path / "repos" / "calc")
+    env = {"YUDAI_LOCAL_REPO_ROOTS": str(tmp_path / "repos")}
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("YUDAI_")}
+    environment |= {"YUDAI_DATA_DIR": str(tmp_path / "data"), **env}
+    server = subprocess.Popen([*YUDAI, "serve", "--port", str(port)], env=environment,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "yudai serve did not come up"
+            time.sleep(0.2)
+        token = yudai("user", "create", "ci", data_dir=tmp_path / "data", **env).stdout.strip().splitlines()[-1]
+        with ScriptedChatServer(SCRIPTS) as chat:
+            added = yudai("model", "add", "fixer", "--provider", "openai", "--model-id", "scripted-minimal-fix",
+                          "--api-base", chat.base_url, data_dir=tmp_path / "data", **env)
+            assert added.returncode == 0, added.stderr
+            done = yudai("solve", str(repo), "--server", f"http://127.0.0.1:{port}", "--token", token,
+                         "--model", "fixer", "--issue-title", "add subtracts", "--test-command", TEST_COMMAND,
+                         "--wait", data_dir=tmp_path / "data", **env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "champion" in done.stdout and "+    return a + b" in done.stdout
+        assert "tests before any change: fail" in done.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

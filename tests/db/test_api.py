@@ -89,7 +89,7 @@ def test_start_writes_solve_and_pending_runs(api, alice):
     with api.session_factory() as session:
         solve = session.get(Solve, started["solve_id"])
         assert (solve.max_parallel, solve.time_budget_s) == (2, 300)
-        assert solve.limits == {"max_parallel": 2, "time_budget_s": 300, "early_stop": False}
+        assert solve.limits == {"max_parallel": 2, "time_budget_s": 300, "early_stop": False, "network": False}
         assert [e["run_id"] for e in solve.matrix["experiments"]] == [r["id"] for r in started["runs"]]
         assert solve.test_command == "pytest -q" and solve.issue_title == "Crash on empty input"
 

@@ -47,7 +47,9 @@ CASES = [
     ("local repo without issue text",
      lambda b, root: (b.update(repo_url=str(git_repo(root / "p"))), b.pop("issue_title"), b.pop("issue_body")),
      "issue_title"),
-    ("github issue unknown and no text", lambda b, _: (b.pop("issue_title"), b.pop("issue_body")), "issue_title"),
+    ("github issue unknown, GitHub unreachable", lambda b, _: (b.pop("issue_title"), b.pop("issue_body")), "repo_url"),
+    ("https repo not on GitHub, no text",
+     lambda b, _: (b.update(repo_url="https://git.example.org/acme/widgets"), b.pop("issue_title")), "issue_title"),
     ("branch that is an option", lambda b, _: b.update(base_branch="--upload-pack=x"), "base_branch"),
     ("branch with shell syntax", lambda b, _: b.update(base_branch="main;rm -rf /"), "base_branch"),
 ]

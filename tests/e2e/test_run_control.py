@@ -2,7 +2,7 @@
 
 import time
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from yudai_solver.db import transaction
 from yudai_solver.dispatch.inprocess import InProcessDispatcher
@@ -192,3 +192,38 @@ def test_runs_left_running_by_a_dead_process_are_rerun_or_failed(pipeline, scrip
     assert (rerun.status, rerun.tests_passed, rerun.attempts) == ("completed", True, 2)
     assert (lost.status, lost.error_message) == ("failed", "worker lost")
     assert solve.status == "completed" and solve.champion_run_id == rerun.id
+
+
+def test_without_a_test_command_one_is_detected_and_recorded(pipeline, scripts):
+    pipeline.add_model("scripted-minimal-fix")
+    solve_id = pipeline.start(matrix={"models": ["scripted-minimal-fix"]})
+    solve = pipeline.wait(solve_id)
+    run = runs_by_model(pipeline.factory, solve_id)["scripted-minimal-fix"]
+    assert run.diagnostics["test"]["detected"] is True
+    assert "unittest" in run.diagnostics["test"]["command"] and run.tests_passed is True
+    assert solve.baseline["tests_passed"] is False and solve.status == "completed"
+
+
+def test_max_concurrent_runs_caps_the_process_over_all_solves(pipeline, scripts, session_factory):
+    scripts["slow"] = [Step("sleep 0.4", delay_s=0.1), Step("echo done > done.txt")]
+    pipeline.add_model("slow")
+    pipeline.dispatcher.stop()
+    capped = InProcessDispatcher(pipeline.settings.model_copy(update={"max_concurrent_runs": 1}), session_factory)
+    capped.start()
+    pipeline.dispatcher = capped
+    try:
+        solves = [pipeline.start(matrix={"models": ["slow"], "temperatures": [0.0, 1.0]}, test_command="true")
+                  for _ in range(2)]
+        peak = 0
+        while True:
+            with pipeline.factory() as session:
+                running = session.scalar(select(func.count()).select_from(SolveRun).where(SolveRun.status == "running"))
+                unfinished = session.scalar(select(func.count()).select_from(SolveRun).where(
+                    SolveRun.status.in_(["pending", "running"])))
+            peak = max(peak, running)
+            if unfinished == 0:
+                break
+            time.sleep(0.02)
+        assert peak == 1 and all(pipeline.wait(s).status == "completed" for s in solves)
+    finally:
+        capped.stop()

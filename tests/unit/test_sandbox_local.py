@@ -255,6 +255,6 @@ def test_create_sandbox_by_name(tmp_path: Path, workspace: Path):
 
 
 def test_unknown_sandbox_name_lists_the_known_ones(tmp_path: Path, workspace: Path):
-    with pytest.raises(InvalidInput, match="unknown sandbox 'docker'; known: local"):
+    with pytest.raises(InvalidInput, match="unknown sandbox 'docker'; known: bubblewrap, e2b, local"):
         create_sandbox("docker", workspace=workspace, home=tmp_path / "h")
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import statuses
 from ..db import transaction
 from ..execution.control import RunControl
+from ..execution.followup import after_solve
 from ..models import Solve, SolveRun, utcnow
 from ..reducer import expire_unfinished_runs, finish_if_done
 from ..settings import Settings
@@ -40,9 +41,17 @@ class InProcessDispatcher:
         self._scheduler: threading.Thread | None = None
 
     def start(self) -> None:
-        recover_lost_runs(self.factory)
+        for solve_id in recover_lost_runs(self.factory):
+            after_solve(self.settings, self.factory, solve_id)
+        if self.settings.sandbox == "e2b":  # every run of this database is ours: none still runs elsewhere
+            from ..sandboxes.e2b import kill_orphans
+
+            kill_orphans(self.settings)
         self._scheduler = threading.Thread(target=self._loop, name="yudai-scheduler", daemon=True)
         self._scheduler.start()
+
+    def enqueue(self, session, solve, runs) -> None:
+        """Nothing to do: the pending rows are this dispatcher's queue."""
 
     def submit(self, solve_id: str) -> None:
         self._wake.set()
@@ -144,6 +153,7 @@ class InProcessDispatcher:
     def _enforce_budgets(self) -> None:
         for solve_id in expire_overdue_solves(self.factory):
             self._stop_runs([c for c in self._active() if c.solve_id == solve_id], BUDGET_EXCEEDED)
+            after_solve(self.settings, self.factory, solve_id)
 
     def _pending_exists(self) -> bool:
         with self.factory() as session:
@@ -171,8 +181,10 @@ def expire_overdue_solves(factory: sessionmaker[Session]) -> list[str]:
     return overdue
 
 
-def recover_lost_runs(factory: sessionmaker[Session]) -> None:
-    """Runs left `running` by a dead process: queue them again, or fail them after MAX_ATTEMPTS."""
+def recover_lost_runs(factory: sessionmaker[Session]) -> set[str]:
+    """Runs left `running` by a dead process: queue them again, or fail them after MAX_ATTEMPTS.
+
+    Returns the ids of the solves concerned."""
     with transaction(factory) as session:
         lost = session.scalars(select(SolveRun).where(SolveRun.status == statuses.RUNNING)).all()
         for run in lost:
@@ -183,3 +195,4 @@ def recover_lost_runs(factory: sessionmaker[Session]) -> None:
         session.flush()
         for solve_id in {run.solve_id for run in lost}:
             finish_if_done(session, solve_id)
+    return {run.solve_id for run in lost}

@@ -7,6 +7,9 @@ class Dispatcher(Protocol):
     def start(self) -> None:
         """Begin executing: pick up pending runs and settle runs a dead process left running."""
 
+    def enqueue(self, session, solve, runs) -> None:
+        """Inside the caller's transaction, before commit: make the new runs executable (e.g. defer jobs)."""
+
     def submit(self, solve_id: str) -> None:
         """The solve's runs were committed as pending; execute them within the solve's limits."""
 
@@ -21,6 +24,8 @@ class NullDispatcher:
     """Executes nothing: for an API process whose runs are executed elsewhere."""
 
     def start(self) -> None: ...
+
+    def enqueue(self, session, solve, runs) -> None: ...
 
     def submit(self, solve_id: str) -> None: ...
 

@@ -189,15 +189,70 @@ def run_agent(agent: SolverAgent, task: str) -> AgentResult:
     return AgentResult(status, submission, agent.tokens, agent.cost, list(agent.steps))
 
 
-def trajectory(agent: SolverAgent, exit_status: str) -> dict:
-    """The run's `trajectory_data`: the seed's format plus the messages (raw responses dropped, usage kept)."""
+def trajectory(agent: SolverAgent, exit_status: str, max_bytes: int | None = None) -> dict:
+    """The run's `trajectory_data`: the seed's format plus the messages (raw responses dropped, usage kept).
+
+    With `max_bytes`, its JSON is cut to fit (see `bounded`).
+    """
     data = {
         "exit_status": exit_status,
         "total_steps": len(agent.steps),
         "steps": agent.steps,
         "messages": [_slim(message) for message in agent.messages],
     }
-    return json.loads(json.dumps(data, default=str))
+    data = json.loads(json.dumps(data, default=str))
+    return data if max_bytes is None else bounded(data, max_bytes)
+
+
+_MIN_TEXT = 200
+
+
+def bounded(data: dict, max_bytes: int) -> dict:
+    """`data` (a trajectory) whose JSON fits in `max_bytes`, with `truncated` saying what was cut.
+
+    Every string longer than one common length is cut to its head and tail (the longest length that fits);
+    if even `_MIN_TEXT` characters each do not fit, messages and steps are dropped from the middle as well.
+    """
+    size = _json_size(data)
+    if size <= max_bytes:
+        return data
+    room = max_bytes - 200  # for the `truncated` record
+    low, high = _MIN_TEXT, max(_MIN_TEXT, _longest_string(data))
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if _json_size(_cut_strings(data, middle)) <= room else (low, middle - 1)
+    result = _cut_strings(data, low)
+    dropped = {"messages": 0, "steps": 0}
+    while _json_size(result) > room and any(len(result.get(key) or []) > 2 for key in dropped):
+        for key in dropped:
+            items = result.get(key) or []
+            keep = len(items) // 4
+            if len(items) > 2:
+                result[key] = items[: max(keep, 1)] + items[len(items) - max(keep, 1):]
+                dropped[key] += len(items) - len(result[key])
+    result["truncated"] = {"from_bytes": size, "text_chars": low, "dropped": dropped}
+    return result
+
+
+def _json_size(value) -> int:
+    return len(json.dumps(value).encode())
+
+
+def _longest_string(value) -> int:
+    if isinstance(value, str):
+        return len(value)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return max((_longest_string(item) for item in items), default=0)
+
+
+def _cut_strings(value, limit: int):
+    if isinstance(value, str):
+        return excerpt(value, limit)
+    if isinstance(value, dict):
+        return {key: _cut_strings(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(item, limit) for item in value]
+    return value
 
 
 def _slim(message: dict) -> dict:

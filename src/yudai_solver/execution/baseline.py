@@ -47,7 +47,8 @@ class BackgroundBaseline:
     def _measure(env, spec, directory: Path, test_command: str | None, control: RunControl) -> dict:
         env.workspaces.checkout(spec.repo_url, spec.base_branch, directory / "work")
         sandbox = create_sandbox(env.settings.sandbox, workspace=directory / "work", home=directory / "home",
-                                 command_timeout=env.settings.command_timeout_s)
+                                 network=spec.network,
+                                 command_timeout=env.settings.command_timeout_s, settings=env.settings)
         control.attach(sandbox)
         try:
             return measure(sandbox, test_command, env.settings.test_timeout_s)

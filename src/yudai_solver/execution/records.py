@@ -1,14 +1,45 @@
 """Database writes of one run: claim it, stream its progress, store its result, settle its solve."""
 
+import functools
+import logging
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import statuses
 from ..db import transaction
 from ..models import AIModel, Solve, SolveRun, utcnow
 from ..reducer import cancel_other_runs, finish_if_done
+
+
+log = logging.getLogger(__name__)
+DB_OUTAGE_S = 120
+
+
+def surviving_outages(fn):
+    """Retry a write while the database is unreachable (a restart, a failover), for up to DB_OUTAGE_S.
+
+    Each call is one transaction, so a retry repeats all of it or none; a run must not fail, nor stay `running`
+    forever, because its database blinked.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        deadline, pause = time.monotonic() + DB_OUTAGE_S, 0.2
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("database unavailable in %s, retrying in %.1fs: %s", fn.__name__, pause, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -25,6 +56,7 @@ class RunSpec:
     setup_command: str | None
     test_command: str | None
     early_stop: bool
+    network: bool
     model_name: str
     provider: str
     model_id: str
@@ -34,6 +66,7 @@ class RunSpec:
     evolution: str
 
 
+@surviving_outages
 def claim(factory: sessionmaker[Session], run_id: str) -> RunSpec | None:
     """Move a pending run to running (and its solve with it); None when it is no longer pending."""
     with transaction(factory) as session:
@@ -58,6 +91,7 @@ def _spec(run: SolveRun, solve: Solve, model: AIModel) -> RunSpec:
     return RunSpec(
         run.id, solve.id, solve.repo_url, solve.base_branch or "main", solve.issue_number, solve.issue_title or "",
         solve.issue_body or "", solve.setup_command, solve.test_command, bool((solve.limits or {}).get("early_stop")),
+        bool((solve.limits or {}).get("network")),
         model.name, model.provider, model.model_id, dict(model.config or {}), run.temperature, run.max_edits,
         run.evolution,
     )
@@ -74,6 +108,7 @@ def storable(value):
     return value
 
 
+@surviving_outages
 def save_progress(factory: sessionmaker[Session], run_id: str, *, steps: list[dict], tokens: int, sandbox_id=None):
     """Steps so far, visible while the run works; also the run's heartbeat."""
     values = {"trajectory_data": {"exit_status": None, "total_steps": len(steps), "steps": list(steps)},
@@ -86,6 +121,7 @@ def save_progress(factory: sessionmaker[Session], run_id: str, *, steps: list[di
         )
 
 
+@surviving_outages
 def claim_baseline(factory: sessionmaker[Session], solve_id: str) -> bool:
     """True for exactly one run of the solve: the one that measures the tests on the untouched checkout."""
     with transaction(factory) as session:
@@ -95,11 +131,13 @@ def claim_baseline(factory: sessionmaker[Session], solve_id: str) -> bool:
         return result.rowcount == 1
 
 
+@surviving_outages
 def save_baseline(factory: sessionmaker[Session], solve_id: str, baseline: dict) -> None:
     with transaction(factory) as session:
         session.get(Solve, solve_id).baseline = storable(baseline)
 
 
+@surviving_outages
 def finish(factory: sessionmaker[Session], spec: RunSpec, *, status: str, error: str | None, values: dict) -> list[str]:
     """Store the run's result unless someone else ended it first (cancel, budget); settle the solve.
 
@@ -119,6 +157,7 @@ def finish(factory: sessionmaker[Session], spec: RunSpec, *, status: str, error:
     return stopped
 
 
+@surviving_outages
 def requeue(factory: sessionmaker[Session], run_id: str) -> None:
     """Put a run interrupted by a shutdown back in the queue, forgetting its partial progress."""
     with transaction(factory) as session:
@@ -126,3 +165,62 @@ def requeue(factory: sessionmaker[Session], run_id: str) -> None:
         if run.status == statuses.RUNNING:
             statuses.transition(run, statuses.PENDING)
             run.trajectory_data, run.steps, run.tokens, run.sandbox_id = None, None, None, None
+
+
+def watch(factory: sessionmaker[Session], run_id: str, *, heartbeat: bool) -> tuple[str | None, str | None]:
+    """The run's status and error as stored now; with `heartbeat`, also mark it alive if it is running."""
+    with transaction(factory) as session:
+        if heartbeat:
+            session.execute(
+                update(SolveRun).where(SolveRun.id == run_id, SolveRun.status == statuses.RUNNING)
+                .values(heartbeat_at=utcnow())
+            )
+        row = session.execute(select(SolveRun.status, SolveRun.error_message).where(SolveRun.id == run_id)).first()
+    return (row.status, row.error_message) if row else (None, None)
+
+
+@surviving_outages
+def settle_lost_run(factory: sessionmaker[Session], run_id: str, *, max_attempts: int) -> str:
+    """A run whose worker died: back to pending ("retry") or failed as "worker lost" ("failed").
+
+    Returns "done" when the run had already ended, so its job only needs closing.
+    """
+    with transaction(factory) as session:
+        run = session.scalar(select(SolveRun).where(SolveRun.id == run_id).with_for_update())
+        if run is None or run.status in statuses.FINISHED:
+            return "done"
+        if run.status == statuses.PENDING:
+            return "retry"
+        if run.attempts >= max_attempts:
+            statuses.transition(run, statuses.FAILED, error="worker lost")
+            session.flush()
+            finish_if_done(session, run.solve_id)
+            return "failed"
+        statuses.transition(run, statuses.PENDING)
+        return "retry"
+
+
+def silent_runs(factory: sessionmaker[Session], *, older_than_s: float) -> list[tuple[str, str, int | None]]:
+    """(run id, solve id, job id) of runs still `running` whose heartbeat stopped: their worker is gone."""
+    from datetime import timedelta
+
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    with factory() as session:
+        rows = session.execute(
+            select(SolveRun.id, SolveRun.solve_id, SolveRun.job_id).where(
+                SolveRun.status == statuses.RUNNING, SolveRun.heartbeat_at < cutoff
+            )
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+@surviving_outages
+def set_job(factory: sessionmaker[Session], run_id: str, job_id: int) -> None:
+    with transaction(factory) as session:
+        session.execute(update(SolveRun).where(SolveRun.id == run_id).values(job_id=job_id))
+
+
+def running_sandbox_ids(factory: sessionmaker[Session]) -> set[str]:
+    with factory() as session:
+        return set(session.scalars(select(SolveRun.sandbox_id).where(
+            SolveRun.status == statuses.RUNNING, SolveRun.sandbox_id.is_not(None))))

@@ -5,7 +5,9 @@ the sandbox. Every exception ends here and is recorded on the run: the worker is
 """
 
 import logging
+import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,13 @@ from ..settings import Settings
 from . import records
 from .baseline import BackgroundBaseline, measure
 from .control import RunControl
+from .followup import after_solve
 from .records import RunSpec
 from .validation import detect_test_command, diff_stats, tail, untracked_patterns
 from .workspace import WorkspaceCache
 
 log = logging.getLogger(__name__)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 TAIL = 2000
 PROGRESS_INTERVAL_S = 0.5
 
@@ -55,7 +59,7 @@ def execute_run(env: RunEnv, control: RunControl) -> list[str]:
         return []
     started = time.monotonic()
     run_dir = env.settings.data_dir / "runs" / spec.run_id
-    result = Result(diagnostics={"versions": _versions(), "model": _model_info(spec)})
+    result = Result(diagnostics={"versions": _versions(), "model": _model_info(spec), "worker": WORKER_ID})
     try:
         _work(env, spec, control, run_dir, result)
     except Exception as exc:  # noqa: BLE001 - recorded on the run; the solve still finishes
@@ -69,13 +73,15 @@ def execute_run(env: RunEnv, control: RunControl) -> list[str]:
     result.values["latency_ms"] = int((time.monotonic() - started) * 1000)
     result.values["diagnostics"] = result.diagnostics
     try:
-        return records.finish(env.session_factory, spec, status=result.status, error=result.error,
-                              values=result.values)
+        stopped = records.finish(env.session_factory, spec, status=result.status, error=result.error,
+                                 values=result.values)
     except Exception as exc:  # noqa: BLE001 - a result the database refuses must not leave the run running
         log.exception("storing the result of run %s failed", spec.run_id)
         error = tail(f"storing the result failed: {type(exc).__name__}: {exc}", TAIL)
-        return records.finish(env.session_factory, spec, status=statuses.FAILED, error=error,
-                              values={"latency_ms": result.values["latency_ms"]})
+        stopped = records.finish(env.session_factory, spec, status=statuses.FAILED, error=error,
+                                 values={"latency_ms": result.values["latency_ms"]})
+    after_solve(env.settings, env.session_factory, spec.solve_id)
+    return stopped
 
 
 def _describe(exc: Exception, control: RunControl) -> str:
@@ -88,8 +94,8 @@ def _work(env: RunEnv, spec: RunSpec, control: RunControl, run_dir: Path, result
     workspace = run_dir / "work"
     base_commit = env.workspaces.checkout(spec.repo_url, spec.base_branch, workspace)
     result.diagnostics["base_commit"] = base_commit
-    sandbox = create_sandbox(env.settings.sandbox, workspace=workspace, home=run_dir / "home",
-                             command_timeout=env.settings.command_timeout_s)
+    sandbox = create_sandbox(env.settings.sandbox, workspace=workspace, home=run_dir / "home", network=spec.network,
+                             command_timeout=env.settings.command_timeout_s, settings=env.settings)
     control.attach(sandbox)
     result.values["sandbox_id"] = sandbox.sandbox_id
     try:
@@ -117,6 +123,7 @@ def _in_sandbox(env, spec, control, sandbox: Sandbox, workspace: Path, base_comm
         raise RunFailed(f"agent error: {agent_result.error}")
     sandbox.sync_workspace(base_commit)
     _validate(env, sandbox, diff_stats(workspace, base_commit, ignore=setup_artifacts), test_command, result)
+    result.diagnostics["test"]["detected"] = bool(test_command) and not spec.test_command
     result.status = statuses.COMPLETED
 
 
@@ -154,7 +161,7 @@ def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox):
         env.session_factory, spec.run_id, steps=agent.steps, tokens=agent.tokens, sandbox_id=sandbox.sandbox_id
     ))
     result = run_agent(agent, f"{spec.issue_title}\n\n{spec.issue_body}".strip())
-    return result, trajectory(agent, result.exit_status)
+    return result, trajectory(agent, result.exit_status, env.settings.max_trajectory_bytes)
 
 
 def _throttled(save, interval_s: float = PROGRESS_INTERVAL_S):

@@ -3,12 +3,16 @@
 from pathlib import Path
 
 from ..errors import InvalidInput
+from ..settings import Settings
+from .bubblewrap import BubblewrapSandbox
+from .e2b import E2BSandbox
 from .local import LocalSandbox
 from .protocol import CommandResult, Sandbox, SandboxKilled
 
-__all__ = ["SANDBOXES", "CommandResult", "LocalSandbox", "Sandbox", "SandboxKilled", "create_sandbox"]
+__all__ = ["SANDBOXES", "BubblewrapSandbox", "CommandResult", "E2BSandbox", "LocalSandbox", "Sandbox",
+           "SandboxKilled", "create_sandbox"]
 
-SANDBOXES: dict[str, type] = {"local": LocalSandbox}
+SANDBOXES: dict[str, type] = {"local": LocalSandbox, "bubblewrap": BubblewrapSandbox, "e2b": E2BSandbox}
 
 
 def create_sandbox(
@@ -18,8 +22,16 @@ def create_sandbox(
     home: Path,
     env_extra: dict[str, str] | None = None,
     command_timeout: int = 120,
+    settings: Settings | None = None,
+    network: bool | None = None,
 ) -> Sandbox:
-    """A new sandbox of kind `name` running commands in `workspace` with HOME=`home`; InvalidInput if unknown."""
+    """A new sandbox of kind `name` running commands in `workspace` with HOME=`home`; InvalidInput if unknown.
+
+    `settings` configures the isolating kinds (limits, network, E2B template); their defaults apply without it.
+    `network` (a per-solve choice) overrides `settings.sandbox_network` for them; `local` always has the host's.
+    """
     if name not in SANDBOXES:
         raise InvalidInput(f"unknown sandbox {name!r}; known: {', '.join(sorted(SANDBOXES))}", field="sandbox")
-    return SANDBOXES[name](workspace=workspace, home=home, env_extra=env_extra, command_timeout=command_timeout)
+    kind = SANDBOXES[name]
+    options = {} if kind is LocalSandbox else {"settings": settings, "network": network}
+    return kind(workspace=workspace, home=home, env_extra=env_extra, command_timeout=command_timeout, **options)

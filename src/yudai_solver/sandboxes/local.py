@@ -94,7 +94,7 @@ class LocalSandbox:
 
     def run(self, command: str, *, timeout: float, network: bool = False) -> CommandResult:
         """Run a setup or test command in the workspace. `network` is ignored: local commands keep the host's."""
-        return self._run_capped(command, self.config.cwd, timeout)
+        return self._run_capped(command, self.config.cwd, timeout, network=network)
 
     def kill(self) -> None:
         """SIGKILL every running command's process group and refuse later commands."""
@@ -125,10 +125,10 @@ class LocalSandbox:
             }
         }
 
-    def _run_capped(self, command: str, cwd: str, timeout: float) -> CommandResult:
+    def _run_capped(self, command: str, cwd: str, timeout: float, *, network: bool = False) -> CommandResult:
         started = time.monotonic()
         deadline = started + timeout
-        process = self._start(command, cwd)
+        process = self._start(command, cwd, network)
         try:
             capture, timed_out = _read_output(process, deadline, self.config.max_output_bytes)
             timed_out = timed_out or not _exited(process.pid, deadline)
@@ -145,13 +145,17 @@ class LocalSandbox:
             truncated=capture.cut > 0,
         )
 
-    def _start(self, command: str, cwd: str) -> subprocess.Popen:
+    def _argv(self, command: str, cwd: str, network: bool) -> list[str]:
+        """The program that runs `command`; subclasses wrap it (the process group, timeout and capture stay)."""
+        return ["bash", "-c", command]
+
+    def _start(self, command: str, cwd: str, network: bool = False) -> subprocess.Popen:
         # Started under the lock, so a concurrent kill() either sees the new group or has already refused it.
         with self._lock:
             if self._killed:
                 raise SandboxKilled()
             process = subprocess.Popen(
-                ["bash", "-c", command],
+                self._argv(command, cwd, network),
                 cwd=cwd,
                 env=self._env,
                 stdin=subprocess.DEVNULL,

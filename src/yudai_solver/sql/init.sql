@@ -150,6 +150,28 @@ CREATE INDEX idx_solve_runs_created_at ON solve_runs (created_at);
 ALTER TABLE solves
     ADD CONSTRAINT fk_solves_champion_run_id FOREIGN KEY (champion_run_id) REFERENCES solve_runs (id);
 
-INSERT INTO alembic_version (version_num) VALUES ('0002');
+-- Verified GitHub webhook deliveries; the unique delivery id makes a redelivery start nothing twice.
+CREATE TABLE webhook_deliveries (
+    id SERIAL NOT NULL,
+    delivery_id VARCHAR(255) NOT NULL,
+    event VARCHAR(100) NOT NULL,
+    action VARCHAR(100),
+    repo_url VARCHAR(1000),
+    issue_number INTEGER,
+    sender VARCHAR(255),
+    outcome VARCHAR(50) NOT NULL,
+    reason TEXT,
+    solve_id VARCHAR(64),
+    comment_url VARCHAR(1000),
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
+    updated_at TIMESTAMP WITH TIME ZONE,
+    CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id),
+    CONSTRAINT uq_webhook_deliveries_delivery_id UNIQUE (delivery_id),
+    CONSTRAINT fk_webhook_deliveries_solve_id FOREIGN KEY (solve_id) REFERENCES solves (id) ON DELETE SET NULL
+);
+
+CREATE INDEX ix_webhook_deliveries_solve_id ON webhook_deliveries (solve_id);
+
+INSERT INTO alembic_version (version_num) VALUES ('0003');
 
 COMMIT;

@@ -1,9 +1,11 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from ... import solves
-from ...schemas import CancelOut, Page, RunBrief, RunDetail, SolveListItem, SolveStart, SolveStarted, SolveStatus
+from ...schemas import (CancelOut, Page, PullRequestOut, RunBrief, RunDetail, SolveListItem, SolveStart,
+                        SolveStarted, SolveStatus)
+from ...scm import followup
 from ..deps import CurrentUser, DbDep, DispatcherDep, SettingsDep
 
 router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
@@ -13,6 +15,7 @@ router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
 def start(session_id: int, body: SolveStart, db: DbDep, user: CurrentUser, settings: SettingsDep,
           dispatcher: DispatcherDep):
     solve, rows = solves.start_solve(db, user=user, session_id=session_id, request=body, settings=settings)
+    dispatcher.enqueue(db, solve, rows)
     runs = [RunBrief.model_validate(r, from_attributes=True) for r in rows]
     db.commit()
     dispatcher.submit(solve.id)
@@ -42,3 +45,13 @@ def cancel(session_id: int, solve_id: str, db: DbDep, user: CurrentUser, dispatc
     db.commit()
     dispatcher.cancel(solve.id)
     return CancelOut(solve_id=solve.id, status=solve.status)
+
+
+@router.post("/solve/{solve_id}/pr", response_model=PullRequestOut)
+def pull_request(session_id: int, solve_id: str, request: Request, db: DbDep, user: CurrentUser,
+                 settings: SettingsDep):
+    """Open the champion's PR now, or again after a failure; a PR already open is answered, not repeated."""
+    solves.get_owned_solve(db, user=user, session_id=session_id, solve_id=solve_id)
+    db.rollback()  # no transaction held open (SQLite: no write lock) while git and GitHub work
+    outcome = followup.retry_pr(settings, request.app.state.session_factory, solve_id)
+    return PullRequestOut(solve_id=solve_id, run_id=outcome.run_id, pr_url=outcome.pr_url, pr_error=outcome.pr_error)

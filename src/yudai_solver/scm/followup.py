@@ -1,0 +1,43 @@
+"""What happens once a solve has ended: the champion's pull request, then the answer on the issue."""
+
+import logging
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..settings import Settings
+from .comments import report_on_issue
+from .pr import PrOutcome, open_champion_pr, retry
+
+log = logging.getLogger(__name__)
+
+
+def on_solve_ended(settings: Settings, session_factory: sessionmaker[Session], solve_id: str) -> str | None:
+    """Open the champion's PR (if asked) and comment on the issue (if a webhook started the solve).
+
+    Call it after `reducer.finish_if_done` returned True, once that transaction has committed. Idempotent, and
+    it never raises: a failure is recorded on the run or logged. Returns the PR's URL, if any.
+    """
+    url = None
+    try:
+        url = open_champion_pr(settings, session_factory, solve_id)
+    except Exception:  # noqa: BLE001 - the solve has ended either way; the worker must go on
+        log.exception("solve %s: opening the pull request failed", solve_id)
+    _report(settings, session_factory, solve_id)
+    return url
+
+
+def retry_pr(settings: Settings, session_factory: sessionmaker[Session], solve_id: str) -> PrOutcome:
+    """The retry endpoint: open the champion's PR (asked for or not) and comment if none was made yet.
+
+    Conflict when the solve has no champion; a push or API failure is in the outcome (and on the run).
+    """
+    outcome = retry(settings, session_factory, solve_id)
+    _report(settings, session_factory, solve_id)
+    return outcome
+
+
+def _report(settings: Settings, session_factory: sessionmaker[Session], solve_id: str) -> None:
+    try:
+        report_on_issue(settings, session_factory, solve_id)
+    except Exception:  # noqa: BLE001 - a comment is a courtesy; its failure is only logged
+        log.exception("solve %s: commenting on the issue failed", solve_id)

@@ -1,0 +1,147 @@
+"""GitHub (and GitHub Enterprise Server) through githubkit; its errors are translated here, where they enter."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..execution.workspace import GitError
+from ..settings import Settings
+from . import git
+from .hosts import split_repo
+from .protocol import AuthRejected, HostUnreachable, IssueData, IssueNotFound, RepoNotFound, ScmError
+
+log = logging.getLogger(__name__)
+
+
+class GitHubHost:
+    """Issues, pull requests and comments over the REST API; pushes over https with the token as a header."""
+
+    name = "github"
+
+    def __init__(self, *, api_url: str, token: str | None, timeout_s: float):
+        self.api_url, self._token, self.timeout_s = api_url, token, timeout_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "GitHubHost":
+        token = settings.github_token.get_secret_value() if settings.github_token else None
+        return cls(api_url=settings.github_api_url, token=token or None, timeout_s=settings.github_timeout_s)
+
+    def fetch_issue(self, repo: str, number: int) -> IssueData:
+        owner, name = _split(repo)
+        try:
+            with self._api(f"reading issue #{number} of {owner}/{name}") as gh:
+                data = gh.rest.issues.get(owner, name, number).json()
+        except ScmError as exc:
+            if exc.status != 404:
+                raise
+            if not self.repo_exists(repo):
+                raise RepoNotFound(f"repository {owner}/{name} not found, or the token cannot see it",
+                                   field="repo_url", status=404) from exc
+            raise IssueNotFound(f"issue #{number} not found in {owner}/{name}", field="issue_number",
+                                status=404) from exc
+        return IssueData(number=number, title=data.get("title") or "", body=data.get("body") or "",
+                         state=data.get("state") or "open", labels=[_label(item) for item in data.get("labels", [])],
+                         is_pull_request=bool(data.get("pull_request")))
+
+    def repo_exists(self, repo: str) -> bool:
+        owner, name = _split(repo)
+        try:
+            with self._api(f"reading repository {owner}/{name}") as gh:
+                gh.rest.repos.get(owner, name)
+        except ScmError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def push(self, repo: str, checkout: Path, branch: str) -> None:
+        try:
+            git.push(checkout, repo, branch, token=self._token)
+        except GitError as exc:
+            hint = "" if self._token else " (no YUDAI_GITHUB_TOKEN is set)"
+            raise ScmError(f"pushing {branch} to {repo} failed{hint}: {exc.message}") from None
+
+    def open_pull_request(self, repo: str, *, head: str, base: str, title: str, body: str) -> str:
+        owner, name = _split(repo)
+        data = {"title": title, "head": head, "base": base, "body": body, "maintainer_can_modify": True}
+        try:
+            with self._api(f"opening a pull request in {owner}/{name}") as gh:
+                return gh.rest.pulls.create(owner, name, data=data).json()["html_url"]
+        except ScmError as exc:
+            existing = self._open_pull_request_for(owner, name, head) if exc.status == 422 else None
+            if existing is None:
+                raise
+            log.info("pull request for %s already open: %s", head, existing)
+            return existing
+
+    def _open_pull_request_for(self, owner: str, name: str, head: str) -> str | None:
+        with self._api(f"listing pull requests of {owner}/{name}") as gh:
+            found = gh.rest.pulls.list(owner, name, head=f"{owner}:{head}", state="open").json()
+        return found[0]["html_url"] if found else None
+
+    def comment(self, repo: str, number: int, body: str) -> str | None:
+        owner, name = _split(repo)
+        with self._api(f"commenting on {owner}/{name}#{number}") as gh:
+            return gh.rest.issues.create_comment(owner, name, number, data={"body": body}).json()["html_url"]
+
+    def is_collaborator(self, repo: str, login: str) -> bool:
+        owner, name = _split(repo)
+        try:
+            with self._api(f"checking {login} on {owner}/{name}") as gh:
+                gh.rest.repos.check_collaborator(owner, name, login)
+        except ScmError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    @contextmanager
+    def _api(self, doing: str) -> Iterator:
+        """A githubkit client; any githubkit or transport error leaves as an ScmError saying what was being done."""
+        from githubkit import GitHub
+        from githubkit.exception import GitHubException, RequestFailed
+
+        client = GitHub(self._token, base_url=self.api_url, timeout=self.timeout_s, http_cache=False,
+                        auto_retry=False, user_agent="yudai-solver")
+        try:
+            with client:
+                yield client
+        except RequestFailed as exc:
+            raise _failed(doing, exc.response) from None
+        except GitHubException as exc:
+            raise HostUnreachable(f"{doing}: GitHub API at {self.api_url} unreachable ({_cause(exc)})") from None
+
+
+def _failed(doing: str, response) -> ScmError:
+    status = response.status_code
+    message = f"{doing}: GitHub answered {status} {_message(response)}".rstrip()
+    kind = AuthRejected if status == 401 else ScmError
+    return kind(message, status=status)
+
+
+def _message(response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    details = "; ".join(str(e.get("message") or e.get("code")) for e in data.get("errors") or [] if isinstance(e, dict))
+    return f"({data.get('message', '')}{': ' + details if details else ''})"
+
+
+def _cause(exc: Exception) -> str:
+    inner = getattr(exc, "exc", None)
+    return type(inner or exc).__name__
+
+
+def _label(item) -> str:
+    return item.get("name", "") if isinstance(item, dict) else str(item)
+
+
+def _split(repo: str) -> tuple[str, str]:
+    found = split_repo(repo)
+    if found is None:
+        raise RepoNotFound(f"not a GitHub repository URL: {repo}", field="repo_url")
+    return found

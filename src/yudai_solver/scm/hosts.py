@@ -1,0 +1,42 @@
+"""Which host serves a repository, picked by name: GitHub for its https URLs, `local` for local repositories."""
+
+import re
+from urllib.parse import urlparse
+
+from ..repos import is_local
+from ..settings import Settings
+from .protocol import ScmHost
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def split_repo(repo: str) -> tuple[str, str] | None:
+    """(owner, name) of an `https://HOST/OWNER/NAME[.git]` URL, else None."""
+    if not repo.startswith("https://"):
+        return None
+    parts = urlparse(repo).path.strip("/").removesuffix(".git").split("/")
+    if len(parts) != 2 or not all(_NAME.match(part) for part in parts):
+        return None
+    return parts[0], parts[1]
+
+
+def is_github(settings: Settings, repo: str) -> bool:
+    """True for github.com repositories and for those on the host of the configured API (GitHub Enterprise)."""
+    hosts = {"github.com", urlparse(settings.github_api_url).hostname}
+    return split_repo(repo) is not None and urlparse(repo).hostname in hosts
+
+
+def host_kind(settings: Settings, repo: str) -> str | None:
+    if is_local(repo):
+        return "local"
+    return "github" if is_github(settings, repo) else None
+
+
+def host_for(settings: Settings, repo: str) -> ScmHost | None:
+    """The host of `repo`, or None where none is known (an https repository that is not on GitHub)."""
+    from .github import GitHubHost
+    from .local import LocalHost
+
+    makers = {"github": GitHubHost.from_settings, "local": lambda _settings: LocalHost()}
+    kind = host_kind(settings, repo)
+    return makers[kind](settings) if kind else None

@@ -1,0 +1,70 @@
+"""Issue intake at solve start: the issue's text from the request, the `issues` table, or GitHub (kept fresh)."""
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from ..errors import InvalidInput
+from ..issues import find_issue, upsert_issue
+from ..models import Issue, utcnow
+from ..repos import is_local
+from ..schemas import IssueUpsert, SolveStart
+from ..settings import Settings
+from .hosts import is_github
+from .protocol import IssueData, IssueNotFound, RepoNotFound, ScmError
+
+log = logging.getLogger(__name__)
+
+
+def issue_text(session: Session, settings: Settings, request: SolveStart, repo: str) -> tuple[str, str]:
+    """(title, body) for the solve; InvalidInput naming the field when the issue cannot be solved.
+
+    A title in the request is taken as is. Otherwise a GitHub issue missing from the table, or stored longer ago
+    than `issue_refresh_s`, is fetched and stored (the caller's transaction); a stale copy serves when GitHub
+    cannot be reached. A closed issue is refused unless the request sets `allow_closed`.
+    """
+    if request.issue_title:
+        return request.issue_title, request.issue_body or ""
+    stored = find_issue(session, repo_url=repo, number=request.issue_number)
+    if is_github(settings, repo) and (stored is None or _stale(stored, settings.issue_refresh_s)):
+        stored = _refresh(session, settings, repo, request.issue_number, stored)
+    if stored is None:
+        where = "a local repository has no issue tracker" if is_local(repo) else "the issue is not in the issues table"
+        raise InvalidInput(f"{where}: give issue_title (and issue_body) or POST /issues first", field="issue_title")
+    if stored.state == "closed" and not request.allow_closed:
+        raise InvalidInput(f"issue #{stored.number} is closed; set allow_closed to solve it anyway",
+                           field="issue_number")
+    return stored.title, stored.body or ""
+
+
+def store_issue(session: Session, repo: str, data: IssueData) -> Issue:
+    """Insert or update the issue row from the host's data, marking it fresh."""
+    spec = IssueUpsert(repo_url=repo, number=data.number, title=data.title or f"#{data.number}", body=data.body,
+                       labels=data.labels, state="closed" if data.state == "closed" else "open")
+    row = upsert_issue(session, spec, repo_url=repo)
+    row.updated_at = utcnow()  # also when nothing changed: the row was checked now
+    session.flush()
+    return row
+
+
+def _stale(row: Issue, refresh_s: int) -> bool:
+    checked = row.updated_at or row.created_at
+    return checked is None or utcnow() - checked > timedelta(seconds=refresh_s)
+
+
+def _refresh(session: Session, settings: Settings, repo: str, number: int, stored: Issue | None) -> Issue | None:
+    from .github import GitHubHost
+
+    try:
+        data = GitHubHost.from_settings(settings).fetch_issue(repo, number)
+    except (IssueNotFound, RepoNotFound) as exc:
+        raise InvalidInput(exc.message, field=exc.field) from None
+    except ScmError as exc:
+        if stored is None:
+            raise InvalidInput(f"could not read the issue from GitHub: {exc.message}", field="repo_url") from None
+        log.warning("using the stored copy of %s#%s: %s", repo, number, exc.message)
+        return stored
+    if data.is_pull_request:
+        raise InvalidInput(f"#{number} of {repo} is a pull request, not an issue", field="issue_number")
+    return store_issue(session, repo, data)

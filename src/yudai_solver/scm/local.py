@@ -1,0 +1,40 @@
+"""A local repository as its own host: the champion's branch goes to its `origin` remote; there are no issues."""
+
+import re
+from pathlib import Path
+
+from ..execution.workspace import GitError
+from . import git
+from .protocol import IssueData, NoIssueTracker, ScmError
+
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+
+
+class LocalHost:
+    """Pushes to the `origin` remote (for example a bare repository); the "pull request" is `ORIGIN#BRANCH`."""
+
+    name = "local"
+
+    def fetch_issue(self, repo: str, number: int) -> IssueData:
+        raise NoIssueTracker("a local repository has no issue tracker: give issue_title (and issue_body)",
+                             field="issue_title")
+
+    def push(self, repo: str, checkout: Path, branch: str) -> None:
+        git.push(checkout, origin_of(repo), branch)
+
+    def open_pull_request(self, repo: str, *, head: str, base: str, title: str, body: str) -> str:
+        return f"{origin_of(repo)}#{head}"
+
+    def comment(self, repo: str, number: int, body: str) -> str | None:
+        return None
+
+
+def origin_of(repo: str) -> str:
+    """The URL or path of `repo`'s `origin` remote, a relative path made absolute."""
+    try:
+        url = git.run_git("-C", repo, "remote", "get-url", "origin").strip()
+    except GitError:
+        raise ScmError(f"{repo} has no `origin` remote to push the champion's branch to") from None
+    if "://" in url or Path(url).is_absolute() or _SCP_LIKE.match(url):
+        return url
+    return str((Path(repo) / url).resolve())

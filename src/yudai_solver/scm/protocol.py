@@ -1,0 +1,65 @@
+"""What a code host does for a solve, and the errors it raises (translated from its client where they enter)."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import YudaiError
+
+
+@dataclass(frozen=True)
+class IssueData:
+    number: int
+    title: str
+    body: str
+    state: str
+    labels: list[str] = field(default_factory=list)
+    is_pull_request: bool = False
+
+
+class ScmHost(Protocol):
+    """A repository's host: GitHub (API plus authenticated push) or a local repository's `origin` remote."""
+
+    name: str
+
+    def fetch_issue(self, repo: str, number: int) -> IssueData:
+        """The issue as the host has it; IssueNotFound, RepoNotFound, HostUnreachable or ScmError otherwise."""
+
+    def push(self, repo: str, checkout: Path, branch: str) -> None:
+        """Push the checkout's HEAD to `branch` of the repository's remote (no credential left on disk)."""
+
+    def open_pull_request(self, repo: str, *, head: str, base: str, title: str, body: str) -> str:
+        """Open a pull request (or adopt the open one for `head`); returns its URL."""
+
+    def comment(self, repo: str, number: int, body: str) -> str | None:
+        """Comment on the issue; returns the comment's URL, None where the host has no issues."""
+
+
+class ScmError(YudaiError):
+    """The code host refused the request."""
+
+    status_code = 502
+
+    def __init__(self, message: str | None = None, *, field: str | None = None, status: int | None = None):
+        super().__init__(message, field=field)
+        self.status = status
+
+
+class HostUnreachable(ScmError):
+    """The code host could not be reached."""
+
+
+class AuthRejected(ScmError):
+    """The code host rejected the token (set YUDAI_GITHUB_TOKEN)."""
+
+
+class RepoNotFound(ScmError):
+    """The repository does not exist or the token cannot see it."""
+
+
+class IssueNotFound(ScmError):
+    """The issue does not exist."""
+
+
+class NoIssueTracker(ScmError):
+    """This repository has no issue tracker."""

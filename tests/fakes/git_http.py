@@ -1,0 +1,118 @@
+"""A git server over HTTPS on 127.0.0.1 (git's own `git http-backend` behind a tiny CGI bridge), like GitHub's:
+anyone may fetch, pushing needs `Authorization: Basic base64(x-access-token:TOKEN)`.
+
+Its certificate is self-signed; point git at it with `GIT_SSL_CAINFO`.
+"""
+
+import base64
+import shutil
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
+
+HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made with the openssl command; (cert, key)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def available() -> bool:
+    return shutil.which("openssl") is not None and Path(HTTP_BACKEND).exists()
+
+
+class GitHttpsServer:
+    """Serves the bare repositories under `root` (`root/OWNER/NAME`) at https://127.0.0.1:PORT/OWNER/NAME."""
+
+    def __init__(self, root: Path, *, token: str, cert: Path, key: Path):
+        self.root, self.token = root, token
+        self.pushes: list[dict] = []
+        """One entry per receive-pack request: path and whether its token was right (never the header)."""
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert, key)
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> str:
+        owner = self
+
+        class Handler(_Handler):
+            server_of = owner
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.socket = self._context.wrap_socket(self._server.socket, server_side=True)
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def authorized(self, header: str | None) -> bool:
+        expected = "Basic " + base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
+        return header == expected
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_of: GitHttpsServer
+
+    def do_GET(self):
+        self._cgi("GET")
+
+    def do_POST(self):
+        self._cgi("POST")
+
+    def _cgi(self, method: str) -> None:
+        url = urlparse(self.path)
+        pushing = "git-receive-pack" in url.path or "service=git-receive-pack" in url.query
+        authorized = self.server_of.authorized(self.headers.get("Authorization"))
+        if pushing:
+            self.server_of.pushes.append({"path": url.path, "authorized": authorized})
+            if not authorized:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        body = self._body()
+        env = {"GIT_PROJECT_ROOT": str(self.server_of.root), "GIT_HTTP_EXPORT_ALL": "1", "REQUEST_METHOD": method,
+               "PATH_INFO": url.path, "QUERY_STRING": url.query, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+               "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1", "PATH": "/usr/bin:/bin",
+               "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+               "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
+        if pushing:
+            env["REMOTE_USER"] = "x-access-token"
+        done = subprocess.run([HTTP_BACKEND], input=body, env=env, capture_output=True, check=False)
+        head, _, payload = done.stdout.partition(b"\r\n\r\n")
+        headers = [line.split(":", 1) for line in head.decode().split("\r\n") if ":" in line]
+        status = next((int(v.strip().split()[0]) for k, v in headers if k.lower() == "status"), 200)
+        self.send_response(status)
+        for name, value in headers:
+            if name.lower() != "status":
+                self.send_header(name, value.strip())
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def log_message(self, *_args) -> None:
+        pass
