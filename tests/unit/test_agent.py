@@ -170,7 +170,7 @@ def test_task_text_reaches_the_model_verbatim(tmp_path):
         first_user = server.requests[0]["messages"][1]
     assert first_user["role"] == "user"
     assert f"Please solve this issue: Title {{{{ config }}}}\n\n{body}\n" in first_user["content"]
-    assert "49" not in first_user["content"]
+    assert "Crash on 49" not in first_user["content"]  # (the kernel version in the prompt may hold a 49)
 
 
 def test_strategies_differ_and_keep_the_mini_instance_template():
