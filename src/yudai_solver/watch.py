@@ -52,6 +52,7 @@ def watch(client: SolveClient, session_id: int, solve_id: str, console: Console,
 
 
 def show_outcome(client: SolveClient, session_id: int, status: dict, console: Console) -> None:
+    console.print()
     baseline = status.get("baseline") or {}
     if baseline.get("test_command"):
         before = "pass" if baseline.get("tests_passed") else "fail"
