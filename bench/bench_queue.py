@@ -49,7 +49,8 @@ class Bench:
         with transaction(self.factory) as session:
             user, _ = create_user(session, name="bench")
             self.user_id, self.session_id = user.id, create_session(session, user=user, title="b").id
-            session.add(AIModel(name="quick", provider="openai", model_id="quick", config={"api_base": api_base}))
+            for name in ("quick", "sleeper"):
+                session.add(AIModel(name=name, provider="openai", model_id=name, config={"api_base": api_base}))
         self.workers = []
 
     def start_workers(self, count: int) -> None:
@@ -73,9 +74,9 @@ class Bench:
             w.wait(timeout=60)
         self.workers = []
 
-    def start(self, runs: int) -> tuple[str, datetime]:
+    def start(self, runs: int, model: str = "quick") -> tuple[str, datetime]:
         body = {"repo_url": str(self.repo), "issue_number": 1, "issue_title": "t", "issue_body": "b",
-                "matrix": {"models": ["quick"], "temperatures": [round(i / runs, 4) for i in range(runs)]},
+                "matrix": {"models": [model], "temperatures": [round(i / runs, 4) for i in range(runs)]},
                 "test_command": "true"}
         with self.factory() as session:
             user = session.get(User, self.user_id)
@@ -103,10 +104,44 @@ class Bench:
             time.sleep(0.005)
 
 
+def sleeper_pids() -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and b"yudai-bench-sleeper" in open(f"/proc/{entry}/cmdline", "rb").read():
+                found.add(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def measure_cancel(bench: Bench, samples: int) -> list[float]:
+    """Cancel as the API does (rows cancelled, jobs aborted), then time until the agent's command is gone."""
+    from yudai_solver.solves import cancel
+
+    bench.start_workers(1)
+    latencies = []
+    for _ in range(samples):
+        solve_id, _ = bench.start(1, model="sleeper")
+        while not sleeper_pids():
+            time.sleep(0.01)
+        started = time.perf_counter()
+        with transaction(bench.factory) as session:
+            cancel(session, user=session.get(User, bench.user_id), session_id=bench.session_id, solve_id=solve_id)
+        bench.dispatcher.cancel(solve_id)
+        while sleeper_pids():
+            time.sleep(0.005)
+        latencies.append(time.perf_counter() - started)
+        bench.wait(solve_id)
+    bench.stop_workers()
+    return latencies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--cancels", type=int, default=20)
     args = parser.parse_args()
     name = f"yudai_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
@@ -115,7 +150,8 @@ def main() -> None:
     url = str(create_engine(ADMIN).url.set(database=name).render_as_string(hide_password=False))
     try:
         upgrade(url)
-        with tempfile.TemporaryDirectory() as tmp, ScriptedChatServer({"quick": [Step("echo ok")]}) as chat:
+        scripts = {"quick": [Step("echo ok")], "sleeper": [Step("sleep 600; echo yudai-bench-sleeper")]}
+        with tempfile.TemporaryDirectory() as tmp, ScriptedChatServer(scripts) as chat:
             bench = Bench(url, Path(tmp), chat.base_url)
             bench.start_workers(1)
             latencies = []
@@ -124,6 +160,10 @@ def main() -> None:
                 latencies.append(bench.first_running_latency(solve_id, committed))
                 bench.wait(solve_id)
             bench.stop_workers()
+            cancel_latencies = measure_cancel(bench, args.cancels)
+            print(f"cancel -> command killed: p50 {percentile(cancel_latencies, 0.5) * 1000:.0f} ms, "
+                  f"p99 {percentile(cancel_latencies, 0.99) * 1000:.0f} ms, max {max(cancel_latencies) * 1000:.0f} ms "
+                  f"(n={args.cancels}, API-side cancel + abort, worker kills the process group)")
             print(f"start -> first run running: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
                   f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms (n={args.samples}, 1 idle worker)")
             for count in (1, 2, 4):
