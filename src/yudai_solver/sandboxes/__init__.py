@@ -8,6 +8,7 @@ from .bubblewrap import BubblewrapSandbox
 from .e2b import E2BSandbox
 from .local import LocalSandbox
 from .protocol import CommandResult, Sandbox, SandboxKilled
+from .worker_guard import protect_worker_environment
 
 __all__ = ["SANDBOXES", "BubblewrapSandbox", "CommandResult", "E2BSandbox", "LocalSandbox", "Sandbox",
            "SandboxKilled", "create_sandbox"]
@@ -32,6 +33,7 @@ def create_sandbox(
     """
     if name not in SANDBOXES:
         raise InvalidInput(f"unknown sandbox {name!r}; known: {', '.join(sorted(SANDBOXES))}", field="sandbox")
+    protect_worker_environment()
     kind = SANDBOXES[name]
     options = {} if kind is LocalSandbox else {"settings": settings, "network": network}
     return kind(workspace=workspace, home=home, env_extra=env_extra, command_timeout=command_timeout, **options)
