@@ -7,6 +7,7 @@ re-queues runs that a dead process left `running`, or fails them with "worker lo
 
 import logging
 import threading
+import time
 from collections import Counter
 
 from sqlalchemy import select
@@ -73,18 +74,13 @@ class InProcessDispatcher:
             self._scheduler.join(timeout=5)
 
     def wait_idle(self, timeout: float) -> bool:
-        """For tests and the embedded CLI: True once no run thread is alive."""
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.start()
-        try:
-            while not deadline.is_set():
-                if not self._active() and not self._pending_exists():
-                    return True
-                deadline.wait(0.05)
-            return False
-        finally:
-            timer.cancel()
+        """For tests and the embedded CLI: True once no run executes and none waits, within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self._active() or self._pending_exists():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def _active(self) -> list[RunControl]:
         with self._lock:
