@@ -9,6 +9,7 @@ LocalEnvironment. Runs alternate to spread machine noise evenly.
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,7 @@ def direct_run(repo: Path, api_base: str) -> float:
     from minisweagent.environments.local import LocalEnvironment
     from minisweagent.models.litellm_model import LitellmModel
     from yudai_solver.execution.strategies import get_strategy, mini_config
+    from yudai_solver.sandboxes.local import worker_path
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,10 +65,13 @@ def direct_run(repo: Path, api_base: str) -> float:
         templates = {k: mini_config()["model"][k] for k in ("observation_template", "format_error_template")}
         model = LitellmModel(model_name="openai/ten-steps", cost_tracking="ignore_errors", **templates,
                              model_kwargs={"api_base": api_base, "api_key": "x", "temperature": 0.0})
-        agent = DefaultAgent(model, LocalEnvironment(cwd=str(work)), cost_limit=0, step_limit=30,
+        # The same PATH as the service's sandboxes (the worker's, minus its virtualenv), so that `python3` in the
+        # commands is the same program on both sides (here: a pyenv shim, which costs ~60 ms a start).
+        path = {"PATH": worker_path()}
+        agent = DefaultAgent(model, LocalEnvironment(cwd=str(work), env=path), cost_limit=0, step_limit=30,
                              **get_strategy("baseline").agent_config())
         info = agent.run("add subtracts\n\nfix add")
-        tests = subprocess.run(["bash", "-c", TEST_COMMAND], cwd=work, capture_output=True)
+        tests = subprocess.run(["bash", "-c", TEST_COMMAND], cwd=work, capture_output=True, env=os.environ | path)
     elapsed = time.perf_counter() - started
     assert info["exit_status"] == "Submitted" and tests.returncode == 0, (info, tests.stderr)
     return elapsed
