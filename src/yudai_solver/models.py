@@ -150,6 +150,8 @@ class Solve(Timestamps, Base):
     create_pr: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=text("false"))
     baseline: Mapped[dict | None] = mapped_column(JSONType)
     ranking: Mapped[dict | None] = mapped_column(JSONType)
+    base_commit: Mapped[str | None] = mapped_column(String(64))
+    """The commit all runs start from: pinned by the first run to check out, so runs compare like with like."""
 
 
 class SolveRun(Timestamps, Base):

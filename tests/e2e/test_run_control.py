@@ -227,3 +227,24 @@ def test_max_concurrent_runs_caps_the_process_over_all_solves(pipeline, scripts,
         assert peak == 1 and all(pipeline.wait(s).status == "completed" for s in solves)
     finally:
         capped.stop()
+
+
+def test_every_run_of_a_solve_starts_from_the_same_pinned_commit(pipeline, scripts):
+    import subprocess
+
+    scripts["slow"] = [Step("sleep 0.5")]
+    pipeline.add_model("slow")
+    original = subprocess.run(["git", "-C", str(pipeline.repo), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    solve_id = pipeline.start(matrix={"models": ["slow"], "temperatures": [0.0, 1.0]}, limits={"max_parallel": 1},
+                              test_command="true")
+    wait_for(lambda: "running" in run_status(pipeline, solve_id))
+    (pipeline.repo / "later.txt").write_text("pushed while the solve runs\n")
+    subprocess.run(["git", "-C", str(pipeline.repo), "add", "later.txt"], check=True)
+    subprocess.run(["git", "-C", str(pipeline.repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
+                    "later"], check=True)
+    solve = pipeline.wait(solve_id)
+    with pipeline.factory() as session:
+        bases = {r.diagnostics["base_commit"] for r in session.scalars(select(SolveRun).where(
+            SolveRun.solve_id == solve_id))}
+    assert solve.base_commit == original and bases == {original}

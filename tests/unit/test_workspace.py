@@ -189,3 +189,24 @@ def test_remove_deletes_read_only_trees(cache: WorkspaceCache, source: Path, tmp
     cache.remove(dest)
 
     assert not dest.exists()
+
+
+def test_a_pinned_commit_is_checked_out_even_after_the_branch_moved(tmp_path):
+    import subprocess
+
+    from yudai_solver.execution.workspace import WorkspaceCache
+
+    source = tmp_path / "source"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True)
+    identity = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    (source / "a").write_text("1\n")
+    subprocess.run(["git", "-C", str(source), "add", "a"], check=True)
+    subprocess.run(["git", "-C", str(source), *identity, "commit", "-qm", "one"], check=True)
+    cache = WorkspaceCache(tmp_path / "mirrors")
+    first = cache.checkout(str(source), "main", tmp_path / "w1")
+    (source / "a").write_text("2\n")
+    subprocess.run(["git", "-C", str(source), *identity, "commit", "-qam", "two"], check=True)
+    pinned = cache.checkout(str(source), "main", tmp_path / "w2", commit=first)
+    latest = cache.checkout(str(source), "main", tmp_path / "w3")
+    assert pinned == first != latest
+    assert (tmp_path / "w2" / "a").read_text() == "1\n" and (tmp_path / "w3" / "a").read_text() == "2\n"

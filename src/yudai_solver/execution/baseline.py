@@ -24,8 +24,10 @@ class BackgroundBaseline:
     rather than running the setup twice.
     """
 
-    def __init__(self, env, spec: records.RunSpec, directory: Path, test_command: str | None, control: RunControl):
+    def __init__(self, env, spec: records.RunSpec, directory: Path, test_command: str | None, control: RunControl,
+                 base_commit: str):
         self._args = (env, spec, directory, test_command, control)
+        self.base_commit = base_commit
         self._thread = threading.Thread(target=self._run, name=f"baseline-{spec.solve_id[:8]}", daemon=True)
         self._thread.start()
 
@@ -43,9 +45,8 @@ class BackgroundBaseline:
         finally:
             env.workspaces.remove(directory)
 
-    @staticmethod
-    def _measure(env, spec, directory: Path, test_command: str | None, control: RunControl) -> dict:
-        env.workspaces.checkout(spec.repo_url, spec.base_branch, directory / "work")
+    def _measure(self, env, spec, directory: Path, test_command: str | None, control: RunControl) -> dict:
+        env.workspaces.checkout(spec.repo_url, spec.base_branch, directory / "work", commit=self.base_commit)
         sandbox = create_sandbox(env.settings.sandbox, workspace=directory / "work", home=directory / "home",
                                  network=spec.network,
                                  command_timeout=env.settings.command_timeout_s, settings=env.settings)

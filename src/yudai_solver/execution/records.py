@@ -57,6 +57,7 @@ class RunSpec:
     test_command: str | None
     early_stop: bool
     network: bool
+    base_commit: str | None
     model_name: str
     provider: str
     model_id: str
@@ -91,7 +92,7 @@ def _spec(run: SolveRun, solve: Solve, model: AIModel) -> RunSpec:
     return RunSpec(
         run.id, solve.id, solve.repo_url, solve.base_branch or "main", solve.issue_number, solve.issue_title or "",
         solve.issue_body or "", solve.setup_command, solve.test_command, bool((solve.limits or {}).get("early_stop")),
-        bool((solve.limits or {}).get("network")),
+        bool((solve.limits or {}).get("network")), solve.base_commit,
         model.name, model.provider, model.model_id, dict(model.config or {}), run.temperature, run.max_edits,
         run.evolution,
     )
@@ -224,3 +225,12 @@ def running_sandbox_ids(factory: sessionmaker[Session]) -> set[str]:
     with factory() as session:
         return set(session.scalars(select(SolveRun.sandbox_id).where(
             SolveRun.status == statuses.RUNNING, SolveRun.sandbox_id.is_not(None))))
+
+
+@surviving_outages
+def pin_base_commit(factory: sessionmaker[Session], solve_id: str, commit: str) -> str:
+    """The solve's base commit: `commit` if this is the first run to pin one, else the one pinned before."""
+    with transaction(factory) as session:
+        session.execute(update(Solve).where(Solve.id == solve_id, Solve.base_commit.is_(None))
+                        .values(base_commit=commit))
+        return session.scalar(select(Solve.base_commit).where(Solve.id == solve_id))

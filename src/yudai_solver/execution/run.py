@@ -92,7 +92,7 @@ def _describe(exc: Exception, control: RunControl) -> str:
 
 def _work(env: RunEnv, spec: RunSpec, control: RunControl, run_dir: Path, result: Result) -> None:
     workspace = run_dir / "work"
-    base_commit = env.workspaces.checkout(spec.repo_url, spec.base_branch, workspace)
+    base_commit = _checkout(env, spec, workspace)
     result.diagnostics["base_commit"] = base_commit
     sandbox = create_sandbox(env.settings.sandbox, workspace=workspace, home=run_dir / "home", network=spec.network,
                              command_timeout=env.settings.command_timeout_s, settings=env.settings)
@@ -104,11 +104,21 @@ def _work(env: RunEnv, spec: RunSpec, control: RunControl, run_dir: Path, result
         sandbox.close()
 
 
+def _checkout(env: RunEnv, spec: RunSpec, workspace: Path) -> str:
+    """A checkout at the solve's base commit; the first run to get here pins it for all the others."""
+    base_commit = env.workspaces.checkout(spec.repo_url, spec.base_branch, workspace, commit=spec.base_commit)
+    pinned = records.pin_base_commit(env.session_factory, spec.solve_id, base_commit)
+    if pinned != base_commit:  # another run pinned an older tip first: start where it started
+        env.workspaces.remove(workspace)
+        base_commit = env.workspaces.checkout(spec.repo_url, spec.base_branch, workspace, commit=pinned)
+    return base_commit
+
+
 def _in_sandbox(env, spec, control, sandbox: Sandbox, workspace: Path, base_commit: str, result: Result) -> None:
     _setup(env, spec, sandbox, result)
     setup_artifacts = untracked_patterns(workspace, base_commit) if spec.setup_command else []
     test_command = spec.test_command or detect_test_command(workspace)
-    background = _baseline(env, spec, control, sandbox, workspace.parent / "baseline", test_command)
+    background = _baseline(env, spec, control, sandbox, workspace.parent / "baseline", test_command, base_commit)
     try:
         agent_result, trajectory = _agent(env, spec, control, sandbox)
     finally:
@@ -137,7 +147,8 @@ def _setup(env: RunEnv, spec: RunSpec, sandbox: Sandbox, result: Result) -> None
         raise RunFailed(f"setup command {why}: {tail(done.output, 500)}")
 
 
-def _baseline(env, spec, control, sandbox: Sandbox, directory: Path, test_command) -> BackgroundBaseline | None:
+def _baseline(env, spec, control, sandbox: Sandbox, directory: Path, test_command,
+              base_commit: str) -> BackgroundBaseline | None:
     """One run per solve measures the baseline: here if setup prepared this workspace, else beside the agent."""
     if not records.claim_baseline(env.session_factory, spec.solve_id):
         return None
@@ -145,7 +156,7 @@ def _baseline(env, spec, control, sandbox: Sandbox, directory: Path, test_comman
         records.save_baseline(env.session_factory, spec.solve_id,
                               measure(sandbox, test_command, env.settings.test_timeout_s))
         return None
-    return BackgroundBaseline(env, spec, directory, test_command, control)
+    return BackgroundBaseline(env, spec, directory, test_command, control, base_commit)
 
 
 def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox):

@@ -97,6 +97,7 @@ CREATE TABLE solves (
     create_pr BOOLEAN DEFAULT false NOT NULL,
     baseline JSONB,
     ranking JSONB,
+    base_commit VARCHAR(64),
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
     updated_at TIMESTAMP WITH TIME ZONE,
     CONSTRAINT solves_pkey PRIMARY KEY (id),
@@ -172,6 +173,6 @@ CREATE TABLE webhook_deliveries (
 
 CREATE INDEX ix_webhook_deliveries_solve_id ON webhook_deliveries (solve_id);
 
-INSERT INTO alembic_version (version_num) VALUES ('0003');
+INSERT INTO alembic_version (version_num) VALUES ('0004');
 
 COMMIT;
