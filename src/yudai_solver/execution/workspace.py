@@ -59,12 +59,11 @@ class WorkspaceCache:
         # Measured on 3,000 files: `clone --shared` and `worktree add` both take ~0.13 s (writing the files
         # dominates). The shared clone wins on safety: a worktree registers itself in the mirror, and
         # `fetch` into the mirror then refuses to update a branch some worktree has checked out.
-        _git("clone", "--quiet", "--shared", "--no-checkout", "--", str(mirror), str(dest))
+        identity = ["-c", f"user.name={GIT_USER_NAME}", "-c", f"user.email={GIT_USER_EMAIL}"]  # into .git/config
+        _git("clone", "--quiet", "--shared", "--no-checkout", *identity, "--", str(mirror), str(dest))
         # Parallel checkout (one worker per core): writing the files is most of a checkout's time.
         _git("-c", "checkout.workers=0", "checkout", "--quiet", "-B", base_branch, sha, "--", cwd=dest)
         _git("remote", "remove", "origin", cwd=dest)
-        _git("config", "user.name", GIT_USER_NAME, cwd=dest)
-        _git("config", "user.email", GIT_USER_EMAIL, cwd=dest)
         return sha
 
     def remove(self, dest: Path) -> None:
