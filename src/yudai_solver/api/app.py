@@ -10,7 +10,7 @@ from ..db import create_db_engine, create_session_factory
 from ..dispatch.protocol import Dispatcher, NullDispatcher
 from ..errors import Unauthorized, YudaiError
 from ..settings import Settings
-from .routes import events, health, issues, models, sessions, solves, webhooks
+from .routes import events, health, issues, models, sessions, solves, web, webhooks
 
 
 def create_app(
@@ -33,7 +33,7 @@ def create_app(
 
     app = FastAPI(title="yudai-solver", version="0.1.0", lifespan=lifespan)
     app.state.settings, app.state.session_factory, app.state.dispatcher = settings, factory, chosen
-    for module in (health, sessions, models, issues, solves, events, webhooks):
+    for module in (health, sessions, models, issues, solves, events, webhooks, web):
         app.include_router(module.router)
     app.add_exception_handler(YudaiError, _domain_error)
     return app
