@@ -32,8 +32,9 @@ def available() -> bool:
 class GitHttpsServer:
     """Serves the bare repositories under `root` (`root/OWNER/NAME`) at https://127.0.0.1:PORT/OWNER/NAME."""
 
-    def __init__(self, root: Path, *, token: str, cert: Path, key: Path):
-        self.root, self.token = root, token
+    def __init__(self, root: Path, *, token: str, cert: Path, key: Path, private: bool = False):
+        """`private`: fetching needs the token too, as for a private GitHub repository."""
+        self.root, self.token, self.private = root, token, private
         self.pushes: list[dict] = []
         """One entry per receive-pack request: path and whether its token was right (never the header)."""
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -76,6 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
         authorized = self.server_of.authorized(self.headers.get("Authorization"))
         if pushing:
             self.server_of.pushes.append({"path": url.path, "authorized": authorized})
+        if pushing or self.server_of.private:
             if not authorized:
                 self.send_response(401)
                 self.send_header("WWW-Authenticate", 'Basic realm="git"')

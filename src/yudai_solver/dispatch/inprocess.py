@@ -30,9 +30,9 @@ BUDGET_EXCEEDED = "time budget exceeded"
 class InProcessDispatcher:
     def __init__(self, settings: Settings, session_factory: sessionmaker[Session]):
         from ..execution.run import RunEnv
-        from ..execution.workspace import WorkspaceCache
+        from ..scm.hosts import workspaces_for
 
-        self.env = RunEnv(settings, session_factory, WorkspaceCache(settings.data_dir / "mirrors"))
+        self.env = RunEnv(settings, session_factory, workspaces_for(settings))
         self.settings, self.factory = settings, session_factory
         self._controls: dict[str, RunControl] = {}
         self._threads: dict[str, threading.Thread] = {}

@@ -16,7 +16,7 @@ from procrastinate.worker import Worker
 from ..execution import records
 from ..execution.followup import after_solve
 from ..execution.run import RunEnv
-from ..execution.workspace import WorkspaceCache
+from ..scm.hosts import workspaces_for
 from ..settings import Settings
 from .inprocess import MAX_ATTEMPTS, expire_overdue_solves
 from .jobqueue import QUEUE, create_queue_app
@@ -32,7 +32,7 @@ SILENT_AFTER_S = 60.0
 class QueueWorker:
     def __init__(self, settings: Settings, session_factory, *, concurrency: int, graceful_timeout_s: float = 30,
                  install_signal_handlers: bool = True):
-        self.env = RunEnv(settings, session_factory, WorkspaceCache(settings.data_dir / "mirrors"))
+        self.env = RunEnv(settings, session_factory, workspaces_for(settings))
         self.app = create_queue_app(settings)
         self.options = dict(
             queues=[QUEUE], name=f"yudai-{socket.gethostname()}", concurrency=concurrency,

@@ -11,7 +11,7 @@ import shutil
 import stat
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,8 +38,11 @@ class WorkspaceCache:
     Safe to use from many threads and processes at once: each mirror is guarded by its own file lock.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, credentials: Callable[[str], dict[str, str]] | None = None):
+        """`credentials(repo)` gives the environment that authenticates one fetch of `repo` (e.g. an HTTP header
+        through GIT_CONFIG_*): it reaches only the fetching git process, never a URL or a config file on disk."""
         self.root = root
+        self._credentials = credentials or (lambda _repo: {})
 
     def mirror(self, repo: str) -> Path:
         """The up-to-date bare mirror of `repo` (an https URL or a local repository path), cloned on first use."""
@@ -85,9 +88,9 @@ class WorkspaceCache:
     def _refresh(self, repo: str) -> Path:
         mirror = self.root / mirror_name(repo)
         if (mirror / "HEAD").exists():
-            _git("fetch", "--quiet", "--prune", "origin", cwd=mirror)
+            _git("fetch", "--quiet", "--prune", "origin", cwd=mirror, extra_env=self._credentials(repo))
         else:
-            _clone_mirror(repo, mirror)
+            _clone_mirror(repo, mirror, self._credentials(repo))
         return mirror
 
     @contextmanager
@@ -106,13 +109,13 @@ def mirror_name(repo: str) -> str:
     return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.git"
 
 
-def _clone_mirror(repo: str, mirror: Path) -> None:
+def _clone_mirror(repo: str, mirror: Path, credentials: dict[str, str]) -> None:
     """Clone into a temporary directory, then rename: a crash never leaves a half mirror behind."""
     _check_repo(repo)
     partial = mirror.with_name(f"{mirror.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         # --no-hardlinks: a local source shares no file with the mirror, so nothing done here can reach it.
-        _git("clone", "--quiet", "--mirror", "--no-hardlinks", "--", repo, str(partial))
+        _git("clone", "--quiet", "--mirror", "--no-hardlinks", "--", repo, str(partial), extra_env=credentials)
         # Checkouts borrow objects from the mirror (alternates); a gc could prune one a live checkout needs.
         _git("config", "gc.auto", "0", cwd=partial)
         partial.rename(mirror)
@@ -132,9 +135,9 @@ def _branch_sha(mirror: Path, repo: str, branch: str) -> str:
     return found
 
 
-def _git(*args: str, cwd: Path | None = None) -> str:
+def _git(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None) -> str:
     """Run git with a minimal environment; returns stdout, raises GitError with git's own message."""
-    done = _run_git(args, cwd)
+    done = _run_git(args, cwd, extra_env)
     if done.returncode != 0:
         raise GitError(f"git {args[0]} failed: {done.stderr.strip()[-2000:]}")
     return done.stdout
@@ -150,11 +153,11 @@ def _git_probe(*args: str, cwd: Path | None = None) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def _run_git(args: tuple[str, ...], cwd: Path | None) -> subprocess.CompletedProcess[str]:
+def _run_git(args: tuple[str, ...], cwd: Path | None, extra_env: dict[str, str] | None = None):
     return subprocess.run(
         ["git", *args],
         cwd=cwd,
-        env=git_environment(),
+        env=git_environment() | (extra_env or {}),
         capture_output=True,
         text=True,
         timeout=GIT_TIMEOUT_S,

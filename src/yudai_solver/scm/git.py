@@ -42,10 +42,11 @@ def build_branch(workspaces: WorkspaceCache, *, repo: str, base_branch: str, bas
 def push(checkout: Path, remote: str, branch: str, *, token: str | None = None) -> None:
     """Push HEAD to `branch` of `remote` (a URL or a path), with `token` as an HTTP header when given."""
     run_git("push", "--quiet", "--", remote, f"HEAD:refs/heads/{branch}", cwd=checkout,
-            extra_env=_auth_header(token) if token else None)
+            extra_env=auth_header(token) if token else None)
 
 
-def _auth_header(token: str) -> dict[str, str]:
+def auth_header(token: str) -> dict[str, str]:
+    """The environment that makes one git process send `token` as HTTP basic auth (GitHub's form)."""
     basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
             "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}

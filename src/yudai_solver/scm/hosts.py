@@ -3,8 +3,10 @@
 import re
 from urllib.parse import urlparse
 
+from ..execution.workspace import WorkspaceCache
 from ..repos import is_local
 from ..settings import Settings
+from .git import auth_header
 from .protocol import ScmHost
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -40,3 +42,14 @@ def host_for(settings: Settings, repo: str) -> ScmHost | None:
     makers = {"github": GitHubHost.from_settings, "local": lambda _settings: LocalHost()}
     kind = host_kind(settings, repo)
     return makers[kind](settings) if kind else None
+
+
+def workspaces_for(settings: Settings) -> WorkspaceCache:
+    """The worker's mirror cache; with YUDAI_GITHUB_TOKEN, GitHub repositories (private ones too) are fetched with
+    it — in the fetching process's environment only, and never for a repository on another host."""
+    token = settings.github_token.get_secret_value() if settings.github_token else None
+
+    def credentials(repo: str) -> dict[str, str]:
+        return auth_header(token) if token and is_github(settings, repo) else {}
+
+    return WorkspaceCache(settings.data_dir / "mirrors", credentials=credentials)

@@ -20,12 +20,11 @@ from .. import statuses
 from ..db import transaction
 from ..errors import Conflict, NotFound
 from ..execution.records import storable
-from ..execution.workspace import WorkspaceCache
 from ..models import Solve, SolveRun, utcnow
 from ..settings import Settings
 from . import pr_body
 from .git import Commit, build_branch
-from .hosts import host_for
+from .hosts import host_for, workspaces_for
 from .protocol import ScmError
 
 log = logging.getLogger(__name__)
@@ -143,7 +142,7 @@ def _publish(settings: Settings, plan: _Plan) -> str:
     if host is None:
         raise ScmError(f"no code host known for {plan.repo}: pull requests are made on GitHub and for local "
                        "repositories (pushed to their origin remote)")
-    workspaces = WorkspaceCache(settings.data_dir / "mirrors")
+    workspaces = workspaces_for(settings)
     scratch = settings.data_dir / "prs" / f"{plan.solve_id}-{uuid.uuid4().hex[:8]}"
     try:
         build_branch(workspaces, repo=plan.repo, base_branch=plan.base_branch, base_commit=plan.base_commit,
