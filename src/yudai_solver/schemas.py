@@ -116,6 +116,8 @@ class Limits(BaseModel):
     time_budget_s: Positive | None = None
     early_stop: bool = False
     network: bool = False
+    cost_budget_usd: Annotated[float, Field(gt=0)] | None = None
+    """Stop the solve's unfinished runs once its runs together have cost this much (as litellm prices them)."""
     """Let the agent's commands reach the network (sandboxes that can refuse it: bubblewrap, e2b)."""
 
 

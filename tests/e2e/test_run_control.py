@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from yudai_solver.db import transaction
 from yudai_solver.dispatch.inprocess import InProcessDispatcher
-from yudai_solver.models import Solve, SolveRun, User
+from yudai_solver.models import AIModel, Solve, SolveRun, User
 from yudai_solver.scripted import Step
 from yudai_solver.solves import cancel
 
@@ -248,3 +248,21 @@ def test_every_run_of_a_solve_starts_from_the_same_pinned_commit(pipeline, scrip
         bases = {r.diagnostics["base_commit"] for r in session.scalars(select(SolveRun).where(
             SolveRun.solve_id == solve_id))}
     assert solve.base_commit == original and bases == {original}
+
+
+def test_a_cost_budget_stops_the_runs_once_spent(pipeline, scripts):
+    # 10 prompt + 5 completion tokens an answer at $0.001 a token: every answer costs $0.015.
+    scripts["pricey"] = [Step("sleep 0.3")] * 40
+    with transaction(pipeline.factory) as session:
+        session.add(AIModel(name="pricey", provider="openai", model_id="pricey",
+                            config={"api_base": pipeline.server.url, "input_cost_per_token": 0.001,
+                                    "output_cost_per_token": 0.001}))
+    solve_id = pipeline.start(matrix={"models": ["pricey"], "temperatures": [0.0, 1.0]},
+                              limits={"cost_budget_usd": 0.1}, test_command="true")
+    solve = pipeline.wait(solve_id, timeout=60)
+    with pipeline.factory() as session:
+        runs = session.scalars(select(SolveRun).where(SolveRun.solve_id == solve_id)).all()
+    assert solve.status == "failed" and "cost budget exceeded" in solve.error_message
+    assert {(r.status, r.error_message) for r in runs} == {("failed", "cost budget exceeded")}
+    spent = sum(r.cost for r in runs)
+    assert 0.1 <= spent < 0.1 + 2 * 0.015 * 4  # stopped within a few answers per run of the budget

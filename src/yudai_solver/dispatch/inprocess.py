@@ -18,13 +18,13 @@ from ..db import transaction
 from ..execution.control import RunControl
 from ..execution.followup import after_solve
 from ..models import Solve, SolveRun, utcnow
-from ..reducer import expire_unfinished_runs, finish_if_done
+from ..budgets import expire_over_budget
+from ..reducer import finish_if_done
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5
 MAX_ATTEMPTS = 2
-BUDGET_EXCEEDED = "time budget exceeded"
 
 
 class InProcessDispatcher:
@@ -147,8 +147,8 @@ class InProcessDispatcher:
             self._wake.set()
 
     def _enforce_budgets(self) -> None:
-        for solve_id in expire_overdue_solves(self.factory):
-            self._stop_runs([c for c in self._active() if c.solve_id == solve_id], BUDGET_EXCEEDED)
+        for solve_id in expire_over_budget(self.factory):
+            self._stop_runs([c for c in self._active() if c.solve_id == solve_id], "budget exceeded")
             after_solve(self.settings, self.factory, solve_id)
 
     def _pending_exists(self) -> bool:
@@ -158,23 +158,6 @@ class InProcessDispatcher:
                 .where(SolveRun.status == statuses.PENDING, Solve.status.in_([statuses.PENDING, statuses.RUNNING]))
                 .limit(1)
             ) is not None
-
-
-def expire_overdue_solves(factory: sessionmaker[Session]) -> list[str]:
-    """Fail the unfinished runs of every solve past its time budget and settle it; returns those solves' ids."""
-    now = utcnow()
-    with factory() as session:
-        candidates = session.execute(
-            select(Solve.id, Solve.started_at, Solve.time_budget_s).where(
-                Solve.status == statuses.RUNNING, Solve.time_budget_s.is_not(None), Solve.started_at.is_not(None)
-            )
-        ).all()
-    overdue = [sid for sid, started, budget in candidates if (now - started).total_seconds() >= budget]
-    for solve_id in overdue:
-        with transaction(factory) as session:
-            expire_unfinished_runs(session, solve_id, BUDGET_EXCEEDED)
-            finish_if_done(session, solve_id)
-    return overdue
 
 
 def recover_lost_runs(factory: sessionmaker[Session]) -> set[str]:

@@ -18,7 +18,8 @@ from ..execution.followup import after_solve
 from ..execution.run import RunEnv
 from ..scm.hosts import workspaces_for
 from ..settings import Settings
-from .inprocess import MAX_ATTEMPTS, expire_overdue_solves
+from ..budgets import expire_over_budget
+from .inprocess import MAX_ATTEMPTS
 from .jobqueue import QUEUE, create_queue_app
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class QueueWorker:
             await asyncio.sleep(UPKEEP_S)
             tick += 1
             try:
-                for solve_id in await asyncio.to_thread(expire_overdue_solves, self.env.session_factory):
+                for solve_id in await asyncio.to_thread(expire_over_budget, self.env.session_factory):
                     await asyncio.to_thread(after_solve, self.env.settings, self.env.session_factory, solve_id)
                 if tick % STALLED_EVERY == 0:
                     await self._settle_stalled_jobs()

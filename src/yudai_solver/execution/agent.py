@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from yudai_solver.execution.mswea import DefaultAgent, InterruptAgentFlow, LitellmModel, Submitted
+from yudai_solver.execution.mswea import DefaultAgent, InterruptAgentFlow, LitellmModel, Submitted, litellm
 from yudai_solver.execution.strategies import STRATEGIES, mini_config
 
 OUTPUT_EXCERPT_CHARS = 2000
 # Keys of an ai_models row's config that we set ourselves (or never accept from the database, like keys).
 _OWNED_KEYS = frozenset({"temperature", "timeout", "max_retries", "num_retries", "api_key", "stream", "model"})
+PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
 
 def model_name(provider: str, model_id: str) -> str:
@@ -39,17 +40,26 @@ def build_model(
 
     `temperature` is the experiment's (the row's config temperature is ignored); every request times out after
     `timeout_s` and is never retried by litellm or mini-swe-agent. API keys are never taken from `config`: litellm
-    reads them from the worker's environment.
+    reads them from the worker's environment. `input_cost_per_token` / `output_cost_per_token` in `config` price a
+    model litellm does not know (a local server, a new model), so its runs have a cost that budgets can count.
     """
     name = model_name(provider, model_id)
+    _register_price(name, provider, config or {})
     templates = {key: mini_config()["model"][key] for key in ("observation_template", "format_error_template")}
     extra = {"set_cache_control": "default_end"} if "claude" in name.lower() or "anthropic" in name.lower() else {}
     kwargs = _model_kwargs(provider, config or {}, temperature, timeout_s)
     return LitellmModel(model_name=name, model_kwargs=kwargs, cost_tracking="ignore_errors", **templates, **extra)
 
 
+def _register_price(name: str, provider: str, config: dict) -> None:
+    prices = {key: float(config[key]) for key in PRICE_KEYS if config.get(key) is not None}
+    if prices:
+        litellm.register_model({name: {**prices, "litellm_provider": provider, "mode": "chat"}})
+
+
 def _model_kwargs(provider: str, config: dict, temperature: float, timeout_s: int) -> dict:
-    kwargs = {key: value for key, value in config.items() if key not in _OWNED_KEYS and value is not None}
+    skip = _OWNED_KEYS | set(PRICE_KEYS)
+    kwargs = {key: value for key, value in config.items() if key not in skip and value is not None}
     kwargs |= {"temperature": temperature, "timeout": timeout_s, "max_retries": 0, "num_retries": 0}
     kwargs["drop_params"] = True
     # Local OpenAI-compatible servers ignore the key, but the OpenAI client refuses to start without one.

@@ -110,10 +110,12 @@ def storable(value):
 
 
 @surviving_outages
-def save_progress(factory: sessionmaker[Session], run_id: str, *, steps: list[dict], tokens: int, sandbox_id=None):
-    """Steps so far, visible while the run works; also the run's heartbeat."""
+def save_progress(factory: sessionmaker[Session], run_id: str, *, steps: list[dict], tokens: int, cost: float = 0.0,
+                  sandbox_id=None):
+    """Steps, tokens and cost so far — visible while the run works, and what the cost budget counts; also the
+    run's heartbeat."""
     values = {"trajectory_data": {"exit_status": None, "total_steps": len(steps), "steps": list(steps)},
-              "steps": len(steps), "tokens": tokens, "heartbeat_at": utcnow()}
+              "steps": len(steps), "tokens": tokens, "cost": cost, "heartbeat_at": utcnow()}
     if sandbox_id:
         values["sandbox_id"] = sandbox_id
     with transaction(factory) as session:

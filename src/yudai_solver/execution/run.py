@@ -169,7 +169,8 @@ def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox):
     agent = SolverAgent(model, sandbox, cancel_event=control.cancel_event, step_limit=spec.max_edits,
                         **get_strategy(spec.evolution).agent_config())
     agent.on_step = _throttled(lambda: records.save_progress(
-        env.session_factory, spec.run_id, steps=agent.steps, tokens=agent.tokens, sandbox_id=sandbox.sandbox_id
+        env.session_factory, spec.run_id, steps=agent.steps, tokens=agent.tokens, cost=agent.cost,
+        sandbox_id=sandbox.sandbox_id
     ))
     result = run_agent(agent, f"{spec.issue_title}\n\n{spec.issue_body}".strip())
     return result, trajectory(agent, result.exit_status, env.settings.max_trajectory_bytes)
