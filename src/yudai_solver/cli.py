@@ -137,6 +137,8 @@ def solve(
     evolution: Annotated[list[str] | None, typer.Option("--evolution", help="baseline, minimal-fix, test-first.")] = None,
     max_parallel: Annotated[int | None, typer.Option("--max-parallel")] = None,
     time_budget: Annotated[int | None, typer.Option("--time-budget", help="Seconds for the whole solve.")] = None,
+    cost_budget: Annotated[float | None, typer.Option("--cost-budget", help="USD for the whole solve.")] = None,
+    early_stop: Annotated[bool, typer.Option("--early-stop", help="Cancel the rest once a run passes.")] = False,
     test_command: Annotated[str | None, typer.Option("--test-command")] = None,
     setup_command: Annotated[str | None, typer.Option("--setup-command")] = None,
     base_branch: Annotated[str, typer.Option("--base-branch")] = "main",
@@ -152,7 +154,8 @@ def solve(
         "repo_url": repo, "issue_number": issue or 1, "base_branch": base_branch, "issue_title": issue_title,
         "issue_body": issue_body if issue_title else None,
         "matrix": {"models": model, "temperatures": temperature or [0.0], "evolutions": evolution or ["baseline"]},
-        "limits": {"max_parallel": max_parallel, "time_budget_s": time_budget},
+        "limits": {"max_parallel": max_parallel, "time_budget_s": time_budget, "cost_budget_usd": cost_budget,
+                   "early_stop": early_stop or None},
         "test_command": test_command, "setup_command": setup_command,
     }
     body = {k: v for k, v in body.items() if v is not None}
