@@ -56,7 +56,8 @@ def test_runs_spread_over_two_workers(cluster):
     runs = cluster.runs(solve_id)
     assert solve.status == "completed", solve.error_message
     assert len({r.diagnostics["worker"] for r in runs}) == 2
-    assert job_statuses(cluster, solve_id) == ["succeeded"] * 4
+    # The job is marked after its task returns, a moment after the run (and so the solve) was stored.
+    wait_for(lambda: job_statuses(cluster, solve_id) == ["succeeded"] * 4, timeout=10)
 
 
 def test_max_parallel_holds_across_workers(cluster):
