@@ -117,3 +117,22 @@ def test_without_a_token_the_page_asks_for_one(server):
         page.wait_for_selector("#token")
         assert "API token" in page.inner_text("main")
         browser.close()
+
+
+def test_the_cancel_button_cancels_the_solve_and_the_page_follows(server, solve, session_factory):
+    from playwright.sync_api import sync_playwright
+
+    base, _ = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        context = browser.new_context()
+        context.add_init_script(f"localStorage.setItem('yudai-token', {solve['token']!r})")
+        page = context.new_page()
+        page.goto(f"{base}/ui#/sessions/{solve['session_id']}/solves/{solve['solve_id']}")
+        page.click("#cancel")
+        page.wait_for_selector("#solve-status.cancelled", timeout=10000)
+        assert page.locator("#cancel").count() == 0
+        browser.close()
+    with session_factory() as session:
+        assert session.get(Solve, solve["solve_id"]).status == "cancelled"
+        assert session.get(SolveRun, solve["runs"][1]).status == "cancelled"
