@@ -6,7 +6,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Temperature = Annotated[float, Field(ge=0, le=2)]
-Positive = Annotated[int, Field(gt=0)]
+MAX_DB_INT = 2**31 - 1  # INTEGER columns on both databases; larger numbers are a 422, not a driver error
+Positive = Annotated[int, Field(gt=0, le=MAX_DB_INT)]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=255)]
 
 

@@ -95,3 +95,19 @@ def alice_session(api):
     api.model("retired", active=False)
     session_id = api.client.post("/sessions", json={}, headers=headers).json()["id"]
     return headers, session_id
+
+
+@pytest.mark.parametrize("path", ["/sessions/99999999999999999999/solves", "/sessions/1/solves?offset=99999999999999999999",
+                                  "/sessions/99999999999999999999/solve/status/x"])
+def test_numbers_too_large_for_the_database_are_a_422_not_a_500(api, alice_session, path):
+    headers, _ = alice_session
+    response = api.client.get(path, headers=headers)
+    assert response.status_code == 422, response.text
+
+
+def test_an_issue_number_too_large_for_the_database_is_a_422(api, alice_session):
+    headers, session_id = alice_session
+    response = api.client.post(f"/sessions/{session_id}/solve/start", json=start_body(issue_number=2**40),
+                               headers=headers)
+    assert response.status_code == 422 and "issue_number" in named_fields(response)
+    assert api.count(Solve) == 0

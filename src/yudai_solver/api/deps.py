@@ -3,11 +3,12 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from sqlalchemy.orm import Session
 
 from ..dispatch.protocol import Dispatcher
 from ..models import User
+from ..schemas import MAX_DB_INT
 from ..settings import Settings
 from ..users import authenticate, require_admin
 
@@ -48,3 +49,7 @@ def admin_user(user: CurrentUser) -> User:
 
 
 AdminUser = Annotated[User, Depends(admin_user)]
+
+
+RowId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+"""An integer id in a path: out-of-range numbers answer 422 before any query."""

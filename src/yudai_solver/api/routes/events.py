@@ -8,14 +8,14 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ... import solves, statuses
-from ..deps import CurrentUser, DbDep
+from ..deps import CurrentUser, DbDep, RowId
 
 router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
 POLL_S = 0.5
 
 
 @router.get("/solve/{solve_id}/events")
-def events(session_id: int, solve_id: str, request: Request, db: DbDep, user: CurrentUser):
+def events(session_id: RowId, solve_id: str, request: Request, db: DbDep, user: CurrentUser):
     """`text/event-stream` of the status document (the same as the status endpoint's), sent when it changes."""
     solves.get_owned_solve(db, user=user, session_id=session_id, solve_id=solve_id)  # 404 before streaming
     factory, user_id = request.app.state.session_factory, user.id

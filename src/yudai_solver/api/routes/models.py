@@ -2,7 +2,7 @@ from fastapi import APIRouter, Response
 
 from ... import ai_models
 from ...schemas import ModelCreate, ModelOut, ModelUpdate
-from ..deps import AdminUser, CurrentUser, DbDep
+from ..deps import AdminUser, CurrentUser, DbDep, RowId
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -20,14 +20,14 @@ def list_models(db: DbDep, _: CurrentUser):
 
 
 @router.patch("/{model_id}", response_model=ModelOut)
-def update_model(model_id: int, body: ModelUpdate, db: DbDep, _: AdminUser):
+def update_model(model_id: RowId, body: ModelUpdate, db: DbDep, _: AdminUser):
     row = ai_models.update_model(db, model_id, body)
     db.commit()
     return row
 
 
 @router.delete("/{model_id}", response_model=ModelOut | None)
-def remove_model(model_id: int, db: DbDep, _: AdminUser):
+def remove_model(model_id: RowId, db: DbDep, _: AdminUser):
     """Deletes the model (204), or deactivates it (200, the row) when runs refer to it."""
     row = ai_models.remove_model(db, model_id)
     db.commit()
