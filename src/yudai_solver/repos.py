@@ -53,3 +53,13 @@ def check_branch(name: str) -> str:
     if not _BRANCH.match(name):
         raise InvalidInput("not a valid branch name", field="base_branch")
     return name
+
+
+def check_local_branch(repo: str, branch: str) -> None:
+    """A local repository must have the branch: say so at start rather than fail every run at checkout."""
+    if not is_local(repo):
+        return  # a remote's branches are only known after fetching; a missing one fails the runs, naming it
+    probe = subprocess.run(["git", "-C", repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    if probe.returncode != 0:
+        raise InvalidInput(f"{repo} has no branch {branch!r}", field="base_branch")

@@ -10,7 +10,7 @@ from . import statuses
 from .chat_sessions import get_owned_session
 from .errors import Conflict, NotFound
 from .models import Solve, SolveRun, User, utcnow
-from .repos import check_branch, resolve_repo
+from .repos import check_branch, check_local_branch, resolve_repo
 from .scm import intake
 from .schemas import Progress, RunSummary, SolveStart, SolveStatus
 from .settings import Settings
@@ -25,6 +25,7 @@ def start_solve(
     chat = get_owned_session(session, user=user, session_id=session_id)
     repo = resolve_repo(request.repo_url, settings.repo_roots)
     branch = check_branch(request.base_branch)
+    check_local_branch(repo, branch)
     experiments = matrix_mod.expand(
         request.matrix, default_max_edits=settings.default_max_edits, max_experiments=settings.max_experiments
     )

@@ -51,6 +51,8 @@ CASES = [
     ("https repo not on GitHub, no text",
      lambda b, _: (b.update(repo_url="https://git.example.org/acme/widgets"), b.pop("issue_title")), "issue_title"),
     ("branch that is an option", lambda b, _: b.update(base_branch="--upload-pack=x"), "base_branch"),
+    ("local repo without that branch",
+     lambda b, root: b.update(repo_url=str(git_repo(root / "p")), base_branch="develop"), "base_branch"),
     ("branch with shell syntax", lambda b, _: b.update(base_branch="main;rm -rf /"), "base_branch"),
 ]
 
