@@ -4,7 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import statuses
-from .models import Solve, SolveRun
+from .models import Solve, SolveRun, utcnow
 from .ranking import Outcome, rank
 
 OUTCOME_COLUMNS = [SolveRun.id, SolveRun.model, SolveRun.status, SolveRun.tests_passed, SolveRun.loc_changed,
@@ -36,28 +36,31 @@ def _failure(reason: str, rows) -> str:
     return reason + (f"; run errors: {'; '.join(errors)[:2000]}" if errors else "")
 
 
-def expire_unfinished_runs(session: Session, solve_id: str, reason: str) -> list[str]:
-    """Fail every pending or running run of the solve with `reason`; returns their ids."""
-    runs = session.scalars(
-        select(SolveRun).where(
-            SolveRun.solve_id == solve_id, SolveRun.status.in_([statuses.PENDING, statuses.RUNNING])
-        ).with_for_update()
-    ).all()
+def end_unfinished_runs(session: Session, solve_id: str, status: str, reason: str, *,
+                        keep: str | None = None) -> list[str]:
+    """Move every pending or running run of the solve (but `keep`) to `status` with `reason`; returns their ids.
+
+    The rows are locked first, so a run finishing at the same moment is either ended here or finished there.
+    """
+    query = select(SolveRun).where(
+        SolveRun.solve_id == solve_id, SolveRun.status.in_([statuses.PENDING, statuses.RUNNING])
+    )
+    if keep is not None:
+        query = query.where(SolveRun.id != keep)
+    runs = session.scalars(query.with_for_update()).all()
+    now = utcnow()
     for run in runs:
-        statuses.transition(run, statuses.FAILED, error=reason)
+        statuses.transition(run, status, error=reason, now=now)
     session.flush()
     return [run.id for run in runs]
+
+
+def expire_unfinished_runs(session: Session, solve_id: str, reason: str) -> list[str]:
+    """Fail every pending or running run of the solve with `reason` (a budget ran out); returns their ids."""
+    return end_unfinished_runs(session, solve_id, statuses.FAILED, reason)
 
 
 def cancel_other_runs(session: Session, solve_id: str, *, winner_id: str) -> list[str]:
     """Early stop: cancel the solve's other unfinished runs because `winner_id` passed."""
-    runs = session.scalars(
-        select(SolveRun).where(
-            SolveRun.solve_id == solve_id, SolveRun.id != winner_id,
-            SolveRun.status.in_([statuses.PENDING, statuses.RUNNING]),
-        ).with_for_update()
-    ).all()
-    for run in runs:
-        statuses.transition(run, statuses.CANCELLED, error=f"early stop: run {winner_id} passed the tests")
-    session.flush()
-    return [run.id for run in runs]
+    return end_unfinished_runs(session, solve_id, statuses.CANCELLED, f"early stop: run {winner_id} passed the tests",
+                               keep=winner_id)

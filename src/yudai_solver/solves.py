@@ -10,6 +10,7 @@ from . import statuses
 from .chat_sessions import get_owned_session
 from .errors import Conflict, NotFound
 from .models import Solve, SolveRun, User, utcnow
+from .reducer import end_unfinished_runs
 from .repos import check_branch, check_local_branch, resolve_repo
 from .scm import intake
 from .schemas import Progress, RunSummary, SolveStart, SolveStatus
@@ -127,11 +128,6 @@ def cancel(session: Session, *, user: User, session_id: int, solve_id: str) -> S
 
 def cancel_solve(session: Session, solve: Solve, *, reason: str) -> None:
     """Mark every unfinished run and the solve cancelled (running commands are killed by the dispatcher)."""
-    now = utcnow()
-    unfinished = session.scalars(
-        select(SolveRun).where(SolveRun.solve_id == solve.id, SolveRun.status.in_([statuses.PENDING, statuses.RUNNING]))
-    )
-    for run in unfinished:
-        statuses.transition(run, statuses.CANCELLED, error=reason, now=now)
-    statuses.transition(solve, statuses.CANCELLED, error=reason, now=now)
+    end_unfinished_runs(session, solve.id, statuses.CANCELLED, reason)
+    statuses.transition(solve, statuses.CANCELLED, error=reason)
     session.flush()

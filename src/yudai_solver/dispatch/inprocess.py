@@ -17,7 +17,7 @@ from .. import statuses
 from ..db import transaction
 from ..execution.control import RunControl
 from ..execution.followup import after_solve
-from ..models import Solve, SolveRun, utcnow
+from ..models import Solve, SolveRun
 from ..budgets import expire_over_budget
 from ..reducer import finish_if_done
 from ..settings import Settings
