@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import free_port
+
 YUDAI = [sys.executable, "-m", "yudai_solver"]
 
 
@@ -42,14 +44,6 @@ def test_demo_solves_the_failing_test_with_scripted_models(tmp_path):
     assert "SCRIPTED" in done.stdout and "champion" in done.stdout
     assert "scripted-minimal-fix" in done.stdout.split("champion", 1)[1]
     assert "+    return a + b" in done.stdout
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_then_solve_against_the_server_with_wait(tmp_path):

@@ -1,17 +1,18 @@
 """The watch page in a real headless Chromium (Debian's), against a real server on 127.0.0.1."""
 
 import shutil
-import socket
 import threading
 import time
 
 import pytest
 
+from tests.helpers import free_port
+
 from yudai_solver import statuses
 from yudai_solver.api import create_app
 from yudai_solver.chat_sessions import create_session
 from yudai_solver.db import transaction
-from yudai_solver.models import AIModel, Solve, SolveRun, User
+from yudai_solver.models import AIModel, Solve, SolveRun
 from yudai_solver.schemas import SolveStart
 from yudai_solver.settings import Settings
 from yudai_solver.solves import start_solve
@@ -24,11 +25,6 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)"),
 ]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

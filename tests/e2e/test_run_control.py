@@ -10,19 +10,11 @@ from yudai_solver.models import AIModel, Solve, SolveRun, User
 from yudai_solver.scripted import Step
 from yudai_solver.solves import cancel
 
+from tests.helpers import pids_where, wait_for
+
 from .test_solve_pipeline import runs_by_model
 
 SLEEPER = [Step("echo started; sleep 600")]
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached")
 
 
 def run_status(pipeline, solve_id: str) -> list[str]:
@@ -31,18 +23,7 @@ def run_status(pipeline, solve_id: str) -> list[str]:
 
 
 def sleep_pids() -> set[int]:
-    import os
-
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
-            except OSError:
-                continue
-            if cmdline == b"sleep\x00600\x00":
-                pids.add(int(entry))
-    return pids
+    return pids_where(lambda cmdline: cmdline == b"sleep\x00600\x00")
 
 
 def test_cancel_kills_a_long_command_within_two_seconds(pipeline, scripts):

@@ -79,15 +79,6 @@ class Cluster:
         return "\n".join((self.tmp / f"worker{i}.log").read_text()[-3000:] for i in range(len(self.workers)))
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
-
-
 @pytest.fixture
 def cluster(tmp_path, database_url, session_factory):
     factory = session_factory

@@ -15,22 +15,15 @@ from yudai_solver.models import Solve, SolveRun
 from yudai_solver.reducer import finish_if_done
 from yudai_solver.scripted import Step
 
-from .conftest import wait_for
+from tests.helpers import free_port, pids_where, wait_for
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 def sleeping_pids(marker: str) -> set[int]:
-    """Processes whose command line carries `marker` (our sleeps are `sleep 600; echo <marker>`: bash stays, with the marker in its command line)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if marker.encode() in open(f"/proc/{entry}/cmdline", "rb").read():
-                    found.add(int(entry))
-            except OSError:
-                pass
-    return found
+    """Processes whose command line carries `marker` (our sleeps are `sleep 600; echo <marker>`: bash stays, with
+    the marker in its command line)."""
+    return pids_where(lambda cmdline: marker.encode() in cmdline)
 
 
 def once_then_fix(flag) -> str:
@@ -215,8 +208,6 @@ def test_serve_on_postgresql_executes_runs_in_process(cluster):
     import sys
 
     import httpx
-
-    from tests.acceptance.test_cli import free_port
 
     cluster.server.scripts["quick"] = [Step("echo fixed > fix.txt")]
     cluster.add_model("quick")
