@@ -111,9 +111,7 @@ class InProcessDispatcher:
         running = Counter(c.solve_id for c in self._active())
         with self.factory() as session:
             rows = session.execute(
-                select(SolveRun.id, SolveRun.solve_id, Solve.max_parallel)
-                .join(Solve, Solve.id == SolveRun.solve_id)
-                .where(SolveRun.status == statuses.PENDING, Solve.status.in_([statuses.PENDING, statuses.RUNNING]))
+                _waiting(SolveRun.id, SolveRun.solve_id, Solve.max_parallel)
                 .order_by(Solve.created_at, SolveRun.created_at, SolveRun.id)
             ).all()
         chosen = []
@@ -153,11 +151,13 @@ class InProcessDispatcher:
 
     def _pending_exists(self) -> bool:
         with self.factory() as session:
-            return session.scalar(
-                select(SolveRun.id).join(Solve, Solve.id == SolveRun.solve_id)
-                .where(SolveRun.status == statuses.PENDING, Solve.status.in_([statuses.PENDING, statuses.RUNNING]))
-                .limit(1)
-            ) is not None
+            return session.scalar(_waiting(SolveRun.id).limit(1)) is not None
+
+
+def _waiting(*columns):
+    """Pending runs of solves still going: this dispatcher's queue."""
+    return (select(*columns).join(Solve, Solve.id == SolveRun.solve_id)
+            .where(SolveRun.status == statuses.PENDING, Solve.status.in_([statuses.PENDING, statuses.RUNNING])))
 
 
 def recover_lost_runs(factory: sessionmaker[Session]) -> set[str]:
