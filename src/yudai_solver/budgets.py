@@ -22,7 +22,7 @@ def expire_over_budget(factory: sessionmaker[Session]) -> list[str]:
     for solve_id, reason in over.items():
         with transaction(factory) as session:
             expire_unfinished_runs(session, solve_id, reason)
-            finish_if_done(session, solve_id)
+            finish_if_done(session, solve_id, stop_verification=reason)
     return list(over)
 
 

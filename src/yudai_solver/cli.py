@@ -134,7 +134,7 @@ def solve(
     issue_title: Annotated[str | None, typer.Option("--issue-title")] = None,
     issue_body: Annotated[str, typer.Option("--issue-body")] = "",
     temperature: Annotated[list[float] | None, typer.Option("--temperature", help="Repeat for several.")] = None,
-    evolution: Annotated[list[str] | None, typer.Option("--evolution", help="baseline, minimal-fix, test-first.")] = None,
+    evolution: Annotated[list[str] | None, typer.Option("--evolution", help="baseline, minimal-fix, test-first, reproduce-first.")] = None,
     max_parallel: Annotated[int | None, typer.Option("--max-parallel")] = None,
     time_budget: Annotated[int | None, typer.Option("--time-budget", help="Seconds for the whole solve.")] = None,
     cost_budget: Annotated[float | None, typer.Option("--cost-budget", help="USD for the whole solve.")] = None,

@@ -11,7 +11,9 @@ from .errors import InvalidInput
 from .models import AIModel
 from .schemas import Matrix
 
-EVOLUTIONS = ("baseline", "minimal-fix", "test-first")
+AUTO_STRATEGY = "reproduce-first"
+"""Used instead of `baseline` when the untouched checkout has no failing test (or no test command)."""
+EVOLUTIONS = ("baseline", "minimal-fix", "test-first", AUTO_STRATEGY)
 DEFAULT_EVOLUTION = "baseline"
 DEFAULT_TEMPERATURE = 0.0
 
@@ -94,6 +96,17 @@ def resolve_models(session: Session, matrix: Matrix, experiments: list[Experimen
                 field=_model_field(matrix, index),
             )
     return found
+
+
+def resolve_model(session: Session, reference: str, *, field: str) -> AIModel:
+    """The active ai_models row named `reference` (a name or a model_id); InvalidInput naming `field` otherwise."""
+    row = session.scalars(select(AIModel).where(
+        AIModel.is_active.is_(True), or_(AIModel.name == reference, AIModel.model_id == reference))).first()
+    if row is None:
+        available = session.scalars(select(AIModel.name).where(AIModel.is_active.is_(True))).all()
+        raise InvalidInput(f"no active model named {reference!r}; available: {', '.join(sorted(available)) or 'none'}",
+                           field=field)
+    return row
 
 
 def _model_field(matrix: Matrix, index: int) -> str:

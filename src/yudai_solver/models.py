@@ -152,6 +152,10 @@ class Solve(Timestamps, Base):
     ranking: Mapped[dict | None] = mapped_column(JSONType)
     base_commit: Mapped[str | None] = mapped_column(String(64))
     """The commit all runs start from: pinned by the first run to check out, so runs compare like with like."""
+    test_paths: Mapped[list | None] = mapped_column(JSONType)
+    """Globs naming the repository's test files (None: the defaults of `execution.testpaths`)."""
+    verification: Mapped[dict | None] = mapped_column(JSONType)
+    """Reproduction tests checked on the base and cross-checked against every candidate (see `verification`)."""
 
 
 class SolveRun(Timestamps, Base):

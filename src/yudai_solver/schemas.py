@@ -117,9 +117,11 @@ class Limits(BaseModel):
     time_budget_s: Positive | None = None
     early_stop: bool = False
     network: bool = False
+    """Let the agent's commands reach the network (sandboxes that can refuse it: bubblewrap, e2b)."""
     cost_budget_usd: Annotated[float, Field(gt=0)] | None = None
     """Stop the solve's unfinished runs once its runs together have cost this much (as litellm prices them)."""
-    """Let the agent's commands reach the network (sandboxes that can refuse it: bubblewrap, e2b)."""
+    judge_model: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    """An ai_models name or model_id asked to pick among candidates the tests leave tied."""
 
 
 class SolveStart(Strict):
@@ -132,6 +134,8 @@ class SolveStart(Strict):
     limits: Limits = Field(default_factory=Limits)
     setup_command: Annotated[str, Field(min_length=1)] | None = None
     test_command: Annotated[str, Field(min_length=1)] | None = None
+    test_paths: list[str] | None = None
+    """Globs naming the repository's test files; the defaults (tests/, test_*.py, *_test.go, ...) otherwise."""
     create_pr: bool = False
     requested_by: Annotated[str, Field(max_length=255)] | None = None
     allow_closed: bool = False
@@ -195,6 +199,8 @@ class SolveStatus(BaseModel):
     error_message: str | None
     baseline: dict | None
     ranking: dict | None
+    verification: dict | None = None
+    """Reproduction tests checked on the base, the run x test matrix, and the judge's verdict, if any."""
     created_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None

@@ -9,6 +9,7 @@ from . import matrix as matrix_mod
 from . import statuses
 from .chat_sessions import get_owned_session
 from .errors import Conflict, NotFound
+from .execution.testpaths import validate_globs
 from .models import Solve, SolveRun, User, utcnow
 from .reducer import end_unfinished_runs
 from .repos import check_branch, check_local_branch, resolve_repo
@@ -31,6 +32,9 @@ def start_solve(
         request.matrix, default_max_edits=settings.default_max_edits, max_experiments=settings.max_experiments
     )
     models = matrix_mod.resolve_models(session, request.matrix, experiments)
+    test_paths = validate_globs(request.test_paths) if request.test_paths is not None else None
+    if request.limits.judge_model is not None:
+        matrix_mod.resolve_model(session, request.limits.judge_model, field="limits.judge_model")
     title, body = intake.issue_text(session, settings, request, repo)  # last: it may ask GitHub
     limits = request.limits.model_dump(exclude_none=True)
     solve = Solve(
@@ -39,6 +43,7 @@ def start_solve(
         limits=limits, requested_by=request.requested_by or user.name, max_parallel=request.limits.max_parallel,
         time_budget_s=request.limits.time_budget_s, issue_title=title, issue_body=body,
         setup_command=request.setup_command, test_command=request.test_command, create_pr=request.create_pr,
+        test_paths=test_paths,
     )
     session.add(solve)
     session.flush()  # the solve row first: runs reference it
@@ -79,7 +84,8 @@ def status(session: Session, *, user: User, session_id: int, solve_id: str) -> S
     return SolveStatus(
         solve_id=solve.id, status=solve.status, progress=progress(solve, runs), runs=runs,
         champion_run_id=solve.champion_run_id, error_message=solve.error_message, baseline=solve.baseline,
-        ranking=solve.ranking, created_at=solve.created_at, started_at=solve.started_at,
+        ranking=solve.ranking, verification=solve.verification, created_at=solve.created_at,
+        started_at=solve.started_at,
         completed_at=solve.completed_at,
     )
 
@@ -95,8 +101,12 @@ def progress(solve: Solve, runs: list[RunSummary]) -> Progress:
         runs_completed=counts["completed"], runs_failed=counts["failed"], runs_cancelled=counts["cancelled"],
         percent_complete=round(100.0 * finished / len(runs), 1) if runs else 100.0, elapsed_s=round(elapsed, 3),
         time_budget_s=solve.time_budget_s, tokens_total=sum(r.tokens or 0 for r in runs),
-        cost_total=sum(r.cost or 0.0 for r in runs),
+        cost_total=sum(r.cost or 0.0 for r in runs) + _judge_cost(solve),
     )
+
+
+def _judge_cost(solve: Solve) -> float:
+    return ((solve.verification or {}).get("judge") or {}).get("cost") or 0.0
 
 
 def get_run(session: Session, *, user: User, session_id: int, solve_id: str, run_id: str) -> SolveRun:

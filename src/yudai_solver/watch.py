@@ -31,6 +31,22 @@ def runs_table(status: dict) -> Table:
     return table
 
 
+def verification_table(status: dict) -> Table:
+    """Run x reproduction test: which candidate's fix passes which valid test (the base's verdict as the title)."""
+    verification = status.get("verification") or {}
+    tests = verification.get("tests") or []
+    title = f"verification: {verification.get('state')}, {sum(bool(t.get('valid')) for t in tests)} of " \
+            f"{len(tests)} reproduction tests valid"
+    table = Table(title=title)
+    table.add_column("run")
+    for test in tests:
+        table.add_column(f"{test['path']} ({test['run_id'][:8]})" + ("" if test.get("valid") else " ✗"))
+    for run_id, cells in (verification.get("matrix") or {}).items():
+        marks = {True: "[green]pass[/]", False: "[red]fail[/]", None: "-"}
+        table.add_row(run_id[:8], *(marks[cells.get(t["id"])] if t.get("valid") else "" for t in tests))
+    return table
+
+
 def _n(value) -> str:
     return "-" if value is None else str(value)
 
@@ -57,6 +73,9 @@ def show_outcome(client: SolveClient, session_id: int, status: dict, console: Co
     if baseline.get("test_command"):
         before = "pass" if baseline.get("tests_passed") else "fail"
         console.print(f"tests before any change: {before} ({baseline['test_command']})")
+    verification = status.get("verification") or {}
+    if verification:
+        console.print(verification_table(status))
     if status["ranking"]:
         console.print(f"ranking: {status['ranking']['reason']}")
     if not status["champion_run_id"]:

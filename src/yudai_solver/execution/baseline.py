@@ -6,15 +6,16 @@ from pathlib import Path
 from ..sandboxes import Sandbox, create_sandbox
 from . import records
 from .control import RunControl
-from .validation import tail
+from .checks import report_json, run_tests
 
 
 def measure(sandbox: Sandbox, test_command: str | None, timeout: float) -> dict:
     if not test_command:
         return {"state": "no test command", "test_command": None, "tests_passed": None}
-    done = sandbox.run(test_command, timeout=timeout)
-    return {"state": "measured", "test_command": test_command, "tests_passed": done.returncode == 0,
-            "returncode": done.returncode, "timed_out": done.timed_out, "output_tail": tail(done.output, 2000)}
+    record = run_tests(sandbox, test_command, timeout)
+    return {"state": "measured", "test_command": test_command, "tests_passed": record.passed,
+            "returncode": record.returncode, "timed_out": record.timed_out, "output_tail": record.output_tail,
+            "report": report_json(record.report)}
 
 
 class BackgroundBaseline:

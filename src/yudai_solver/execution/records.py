@@ -17,6 +17,7 @@ from ..reducer import cancel_other_runs, finish_if_done
 
 log = logging.getLogger(__name__)
 DB_OUTAGE_S = 120
+BASELINE_POLL_S = 0.2
 
 
 def surviving_outages(fn):
@@ -65,6 +66,7 @@ class RunSpec:
     temperature: float
     max_edits: int
     evolution: str
+    test_paths: list[str] | None = None
 
 
 @surviving_outages
@@ -94,7 +96,7 @@ def _spec(run: SolveRun, solve: Solve, model: AIModel) -> RunSpec:
         solve.issue_body or "", solve.setup_command, solve.test_command, bool((solve.limits or {}).get("early_stop")),
         bool((solve.limits or {}).get("network")), solve.base_commit,
         model.name, model.provider, model.model_id, dict(model.config or {}), run.temperature, run.max_edits,
-        run.evolution,
+        run.evolution, solve.test_paths,
     )
 
 
@@ -138,6 +140,18 @@ def claim_baseline(factory: sessionmaker[Session], solve_id: str) -> bool:
 def save_baseline(factory: sessionmaker[Session], solve_id: str, baseline: dict) -> None:
     with transaction(factory) as session:
         session.get(Solve, solve_id).baseline = storable(baseline)
+
+
+def wait_for_baseline(factory: sessionmaker[Session], solve_id: str, control, *, timeout_s: float) -> dict | None:
+    """The solve's baseline once measured (or failed to measure); None if the run is stopped or it takes too long."""
+    deadline = time.monotonic() + timeout_s
+    while not control.stopped and time.monotonic() < deadline:
+        with factory() as session:
+            baseline = session.scalar(select(Solve.baseline).where(Solve.id == solve_id))
+        if baseline and baseline.get("state") != "measuring":
+            return baseline
+        control.cancel_event.wait(BASELINE_POLL_S)
+    return None
 
 
 @surviving_outages

@@ -15,13 +15,15 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import __version__, statuses
+from ..matrix import AUTO_STRATEGY
 from ..sandboxes import Sandbox, create_sandbox
 from ..settings import Settings
-from . import records
+from . import checks, records
 from .baseline import BackgroundBaseline, measure
 from .control import RunControl
 from .followup import after_solve
 from .records import RunSpec
+from .verification import verify_pending
 from .validation import detect_test_command, diff_stats, tail, untracked_patterns
 from .workspace import WorkspaceCache
 
@@ -80,6 +82,7 @@ def execute_run(env: RunEnv, control: RunControl) -> list[str]:
         error = tail(f"storing the result failed: {type(exc).__name__}: {exc}", TAIL)
         stopped = records.finish(env.session_factory, spec, status=statuses.FAILED, error=error,
                                  values={"latency_ms": result.values["latency_ms"]})
+    verify_pending(env, spec.solve_id)
     after_solve(env.settings, env.session_factory, spec.solve_id)
     return stopped
 
@@ -120,7 +123,8 @@ def _in_sandbox(env, spec, control, sandbox: Sandbox, workspace: Path, base_comm
     test_command = spec.test_command or detect_test_command(workspace)
     background = _baseline(env, spec, control, sandbox, workspace.parent / "baseline", test_command, base_commit)
     try:
-        agent_result, trajectory = _agent(env, spec, control, sandbox)
+        evolution = _evolution(env, spec, control, test_command, background, result)
+        agent_result, trajectory = _agent(env, spec, control, sandbox, evolution)
     finally:
         if background is not None:
             background.join()
@@ -132,9 +136,32 @@ def _in_sandbox(env, spec, control, sandbox: Sandbox, workspace: Path, base_comm
     if agent_result.error:
         raise RunFailed(f"agent error: {agent_result.error}")
     sandbox.sync_workspace(base_commit)
-    _validate(env, sandbox, diff_stats(workspace, base_commit, ignore=setup_artifacts), test_command, result)
+    stats = diff_stats(workspace, base_commit, ignore=setup_artifacts)
+    _validate(env, spec, sandbox, workspace, base_commit, stats, test_command, result)
     result.diagnostics["test"]["detected"] = bool(test_command) and not spec.test_command
     result.status = statuses.COMPLETED
+
+
+def _evolution(env, spec, control, test_command, background, result: Result) -> str:
+    """The prompt strategy: `baseline` becomes reproduce-first when the base shows no failing test to fix.
+
+    Deciding needs the baseline, so such runs wait for it (it is measured while their sandboxes set up).
+    """
+    if spec.evolution != "baseline":
+        return spec.evolution
+    if test_command is None:
+        why = "no test command"
+    else:
+        if background is not None:
+            background.join()
+        baseline = records.wait_for_baseline(env.session_factory, spec.solve_id, control,
+                                             timeout_s=env.settings.test_timeout_s + 60)
+        failing = (baseline or {}).get("tests_passed") is False
+        if failing or baseline is None:
+            return spec.evolution
+        why = "the baseline's tests all pass"
+    result.diagnostics["strategy"] = {"requested": spec.evolution, "used": AUTO_STRATEGY, "why": why}
+    return AUTO_STRATEGY
 
 
 def _setup(env: RunEnv, spec: RunSpec, sandbox: Sandbox, result: Result) -> None:
@@ -159,7 +186,7 @@ def _baseline(env, spec, control, sandbox: Sandbox, directory: Path, test_comman
     return BackgroundBaseline(env, spec, directory, test_command, control, base_commit)
 
 
-def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox):
+def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox, evolution: str):
     # Imported here: mini-swe-agent configures itself on import, which only a worker should trigger.
     from .agent import SolverAgent, build_model, run_agent, trajectory
     from .strategies import get_strategy
@@ -167,7 +194,7 @@ def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox):
     model = build_model(provider=spec.provider, model_id=spec.model_id, config=spec.model_config,
                         temperature=spec.temperature, timeout_s=env.settings.model_timeout_s)
     agent = SolverAgent(model, sandbox, cancel_event=control.cancel_event, step_limit=spec.max_edits,
-                        **get_strategy(spec.evolution).agent_config())
+                        **get_strategy(evolution).agent_config())
     agent.on_step = _throttled(lambda: records.save_progress(
         env.session_factory, spec.run_id, steps=agent.steps, tokens=agent.tokens, cost=agent.cost,
         sandbox_id=sandbox.sandbox_id
@@ -189,17 +216,23 @@ def _throttled(save, interval_s: float = PROGRESS_INTERVAL_S):
     return on_step
 
 
-def _validate(env, sandbox: Sandbox, stats, test_command: str | None, result) -> None:
+def _validate(env, spec, sandbox: Sandbox, workspace: Path, base_commit: str, stats, test_command: str | None,
+              result: Result) -> None:
+    split = checks.split_change(stats, spec.test_paths)
     result.values.update(loc_changed=stats.loc_changed, files_changed=stats.files_changed)
-    result.diagnostics.update(patch=stats.patch, patch_truncated=stats.patch_truncated)
+    result.diagnostics.update(patch=stats.patch, patch_truncated=stats.patch_truncated, change={
+        "source_files": list(split.source_files), "tests_added": list(split.tests_added),
+        "tests_modified": list(split.tests_modified), "fingerprint": checks.source_fingerprint(workspace, split)})
     if not test_command:
         result.diagnostics["test"] = {"command": None, "detected": False}
         result.values["tests_passed"] = None
         return
-    done = sandbox.run(test_command, timeout=env.settings.test_timeout_s)
-    result.diagnostics["test"] = _command_record(done)
-    result.diagnostics.update(command=test_command, stdout_tail=tail(done.output, TAIL), stderr_tail="")
-    result.values["tests_passed"] = done.returncode == 0 and not done.timed_out
+    timeout = env.settings.test_timeout_s
+    record = checks.validate_source(sandbox, workspace, base_commit, split, test_command, timeout)
+    result.diagnostics["test"] = record.as_json()
+    result.values["tests_passed"] = record.passed
+    own = checks.check_own_reproductions(sandbox, workspace, split, test_command, timeout)
+    result.diagnostics["reproduction"] = [check.as_json() for check in own]
 
 
 def _command_record(done) -> dict:

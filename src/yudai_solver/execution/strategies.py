@@ -10,6 +10,7 @@ from functools import cache
 import yaml
 
 from yudai_solver.errors import InvalidInput
+from yudai_solver.matrix import AUTO_STRATEGY
 from yudai_solver.execution.mswea import builtin_config_dir
 
 _MINIMAL_FIX = """
@@ -24,6 +25,15 @@ Strategy: test first. Before changing any source code, write a test in the repos
 reproduces the issue, and run it to confirm that it fails. Then fix the code, and run the test again to confirm
 that it passes, together with the existing tests nearest to your change."""
 
+
+_REPRODUCE_FIRST = """
+
+Strategy: reproduce first. The repository's existing tests do not show this issue yet. Before changing any
+source code, write a new test file (for example tests/test_issue_reproduction.py; never edit or delete existing
+test files) containing a small test that reproduces the issue, run it and confirm that it fails for the reason
+the issue describes. Then fix the source code, run the new test again to confirm that it passes, and run the
+existing tests nearest to your change. Keep the new test file in your final changes: it is checked against the
+other attempts' fixes."""
 
 @dataclass(frozen=True)
 class Strategy:
@@ -54,6 +64,7 @@ STRATEGIES: dict[str, Strategy] = {
     "baseline": _from_mini("baseline"),
     "minimal-fix": _from_mini("minimal-fix", _MINIMAL_FIX),
     "test-first": _from_mini("test-first", _TEST_FIRST),
+    AUTO_STRATEGY: _from_mini(AUTO_STRATEGY, _REPRODUCE_FIRST),
 }
 
 

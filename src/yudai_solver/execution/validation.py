@@ -8,10 +8,12 @@ workspace's objects, under an environment with no global or system configuration
 import json
 import os
 import re
+import stat
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .workspace import GitError
 
@@ -139,6 +141,67 @@ def untracked_patterns(workspace: Path, base_commit: str) -> list[str]:
     return ["/" + re.sub(r"([\\*?\[!#])", r"\\\1", path) for path in paths]
 
 
+def read_regular(root: Path, relpath: str, max_bytes: int) -> bytes | None:
+    """The bytes of `relpath` under `root`; None when it is missing, not a regular file, over `max_bytes`, or
+    reached through a symbolic link at any depth (each directory is opened with O_NOFOLLOW, relative to the last).
+    """
+    parts = PurePosixPath(relpath).parts
+    if not parts or any(part in ("..", "/", ".") for part in parts):
+        return None
+    try:
+        fd = _open_under(root, parts)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            return None
+        data = handle.read(max_bytes + 1)
+    return None if len(data) > max_bytes else data
+
+
+def _open_under(root: Path, parts: tuple[str, ...]) -> int:
+    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        # O_NONBLOCK: opening a FIFO the repository planted must not block the worker.
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
+def restore_tests(workspace: Path, base_commit: str, *, modified: Sequence[str], added: Sequence[str]) -> None:
+    """Put the base's version of the `modified` test files back and remove the `added` ones from `workspace`.
+
+    Done by our own git (no hook, filter or configuration of the workspace runs); git neither writes nor deletes
+    through a symbolic link, so a planted link cannot redirect it outside the workspace.
+    """
+    with tempfile.TemporaryDirectory(prefix="yudai-restore-") as scratch:
+        env = _scratch_repository(workspace, Path(scratch)) | {"GIT_LITERAL_PATHSPECS": "1"}
+        _git(env, "read-tree", base_commit)
+        if modified:
+            _git(env, "checkout", base_commit, "--", *modified, cwd=workspace)
+        if added:
+            _git(env, "clean", "-f", "-x", "-q", "--", *added, cwd=workspace)
+
+
+def apply_patch_text(workspace: Path, patch: str) -> None:
+    """Apply a patch to the files of `workspace` with our own git, refusing paths outside it or through links."""
+    if not patch.strip():
+        return
+    with tempfile.TemporaryDirectory(prefix="yudai-apply-") as scratch:
+        env = _scratch_repository(workspace, Path(scratch))
+        _git(env, "apply", "--whitespace=nowarn", "-", cwd=workspace, stdin=patch.encode())
+
+
+def remove_paths(workspace: Path, base_commit: str, paths: Sequence[str]) -> None:
+    """Remove files the base does not have (an applied test file) from `workspace`, as `restore_tests` does."""
+    restore_tests(workspace, base_commit, modified=(), added=paths)
+
+
 def _scratch_repository(workspace: Path, scratch: Path, ignore=()) -> dict[str, str]:
     """A git directory of ours that sees the workspace's objects and ignore rules; returns the env that uses it."""
     git_dir = scratch / "git"
@@ -171,8 +234,9 @@ def _isolated_git_env(scratch: Path) -> dict[str, str]:
     }
 
 
-def _git(env: dict[str, str], *args: str) -> bytes:
-    done = subprocess.run(["git", *args], env=env, capture_output=True, timeout=GIT_TIMEOUT_S, check=False)
+def _git(env: dict[str, str], *args: str, cwd: Path | None = None, stdin: bytes | None = None) -> bytes:
+    done = subprocess.run(["git", *args], env=env, capture_output=True, timeout=GIT_TIMEOUT_S, check=False, cwd=cwd,
+                          input=stdin)
     if done.returncode != 0:
         raise GitError(f"git {args[0]} failed: {done.stderr.decode(errors='replace').strip()[-2000:]}")
     return done.stdout

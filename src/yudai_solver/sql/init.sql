@@ -98,6 +98,8 @@ CREATE TABLE solves (
     baseline JSONB,
     ranking JSONB,
     base_commit VARCHAR(64),
+    test_paths JSONB,
+    verification JSONB,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
     updated_at TIMESTAMP WITH TIME ZONE,
     CONSTRAINT solves_pkey PRIMARY KEY (id),

@@ -1,0 +1,249 @@
+"""The solve's verification, once every run has ended: reproduction tests checked on the base, then cross-checked
+against every candidate's fix (the N x M matrix), and a judge where the tests leave the best candidates tied.
+
+A reproduction test is a test file a run added that passed with that run's own fix. It is valid only if it fails
+on the base: a test that passes without any fix proves nothing. Each matrix cell runs one valid test file over one
+candidate's source change, in a fresh checkout made by the worker (the base plus that run's source patch, applied
+by our own git) and a fresh sandbox; candidates run in parallel, at most `max_parallel` at once.
+
+The work happens in the worker thread that finished the solve's last run, so both dispatchers get it without a
+job kind of its own. It stops when the solve is cancelled or its budget ends the verification (`reducer`).
+"""
+
+import logging
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from .. import statuses
+from ..db import transaction
+from ..models import AIModel, Solve, SolveRun, utcnow
+from ..reducer import FACT_COLUMNS, finish_if_done, gather_evidence
+from ..evidence import RunFacts
+from ..ranking import tied_at_top
+from ..sandboxes import Sandbox, create_sandbox
+from .checks import run_tests
+from .control import RunControl
+from .records import storable, surviving_outages
+from .testpaths import sections, split_patch
+from .testreport import targeted_command
+from .validation import apply_patch_text, remove_paths, tail
+
+log = logging.getLogger(__name__)
+WATCH_S = 0.25
+MAX_POOL = 20
+
+
+@dataclass(frozen=True)
+class PoolTest:
+    id: str
+    run_id: str
+    path: str
+    patch: str
+    """The patch section that adds the test file."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    solve_id: str
+    repo_url: str
+    base_branch: str
+    base_commit: str
+    setup_command: str | None
+    test_command: str
+    network: bool
+    max_parallel: int
+    candidates: dict[str, str]
+    """Run id -> source patch, for every completed run that changed source code."""
+    pool: list[PoolTest]
+
+
+def verify_pending(env, solve_id: str) -> None:
+    """Claim the solve's pending verification, carry it out, store it and settle the solve; else do nothing."""
+    plan = _claim(env, solve_id)
+    if plan is None:
+        return
+    started = time.monotonic()
+    control = RunControl(f"verify-{solve_id[:8]}", solve_id)
+    watch = threading.Thread(target=_watch, args=(env.session_factory, solve_id, control), daemon=True)
+    watch.start()
+    try:
+        found = _verify(env, plan, control)
+    except Exception as exc:  # noqa: BLE001 - verification informs the ranking; its failure must not hang the solve
+        log.exception("solve %s: verification failed", solve_id)
+        found = {"state": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    finally:
+        control.stop("verification ended")
+        shutil.rmtree(env.settings.data_dir / "verify" / solve_id, ignore_errors=True)
+    found["duration_s"] = round(time.monotonic() - started, 3)
+    _store(env, solve_id, found)
+    _judge_if_tied(env, solve_id)
+    _settle(env.session_factory, solve_id)
+
+
+@surviving_outages
+def _claim(env, solve_id: str) -> Plan | None:
+    with transaction(env.session_factory) as session:
+        solve = session.scalar(select(Solve).where(Solve.id == solve_id).with_for_update())
+        if solve is None or solve.status != statuses.RUNNING or (solve.verification or {}).get("state") != "pending":
+            return None
+        solve.verification = {"state": "running", "started_at": utcnow().isoformat()}
+        facts = [RunFacts(*row) for row in session.execute(select(*FACT_COLUMNS).where(SolveRun.solve_id == solve_id))]
+        return _plan(env, solve, facts)
+
+
+def _plan(env, solve: Solve, facts: list[RunFacts]) -> Plan:
+    test_command = solve.test_command or (solve.baseline or {}).get("test_command") or ""
+    candidates, pool = {}, []
+    for fact in sorted(facts, key=lambda f: f.id):
+        diagnostics = fact.diagnostics or {}
+        if fact.status != statuses.COMPLETED or not (diagnostics.get("change") or {}).get("source_files"):
+            continue
+        split = split_patch(diagnostics.get("patch") or "", globs=solve.test_paths)
+        candidates[fact.id] = split.source_patch
+        added = {s.new_path: s.text for s in sections(split.test_patch) if s.status == "added"}
+        for check in diagnostics.get("reproduction", []):
+            if check.get("passes_with_fix") and check["path"] in added and len(pool) < MAX_POOL:
+                pool.append(PoolTest(f"t{len(pool) + 1}", fact.id, check["path"], added[check["path"]]))
+    return Plan(solve.id, solve.repo_url, solve.base_branch or "main", solve.base_commit or "", solve.setup_command,
+                test_command, bool((solve.limits or {}).get("network")),
+                solve.max_parallel or env.settings.max_concurrent_runs, candidates, pool)
+
+
+def _verify(env, plan: Plan, control: RunControl) -> dict:
+    tests = [{"id": t.id, "run_id": t.run_id, "path": t.path} for t in plan.pool]
+    if not plan.pool or not plan.test_command:
+        return {"state": "done", "tests": tests, "matrix": {}}
+    on_base = _in_checkout(env, plan, control, "base", "", plan.pool)
+    for test in tests:
+        passed = on_base.get(test["id"])
+        test["valid"] = passed is False
+        test["reason"] = {False: "fails on the base", True: "passes on the base: proves nothing",
+                          None: "could not run alone"}[passed]
+    valid = [t for t in plan.pool if on_base.get(t.id) is False]
+    matrix = _matrix(env, plan, control, valid) if valid else {}
+    return {"state": "done", "tests": tests, "matrix": matrix}
+
+
+def _matrix(env, plan: Plan, control: RunControl, valid: list[PoolTest]) -> dict[str, dict[str, bool | None]]:
+    workers = max(1, min(plan.max_parallel, len(plan.candidates)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"verify-{plan.solve_id[:8]}") as pool:
+        futures = {run_id: pool.submit(_in_checkout, env, plan, control, run_id, patch, valid)
+                   for run_id, patch in plan.candidates.items()}
+        return {run_id: future.result() for run_id, future in futures.items()}
+
+
+def _in_checkout(env, plan: Plan, control: RunControl, name: str, source_patch: str,
+                 tests: list[PoolTest]) -> dict[str, bool | None]:
+    """One fresh checkout (the base plus `source_patch`), set up once, each test file run alone in turn."""
+    if control.stopped:
+        return {}
+    directory = env.settings.data_dir / "verify" / plan.solve_id / name
+    workspace = directory / "work"
+    env.workspaces.checkout(plan.repo_url, plan.base_branch, workspace, commit=plan.base_commit)
+    try:
+        apply_patch_text(workspace, source_patch)
+    except Exception as exc:  # noqa: BLE001 - a patch that no longer applies fails every cell, not the solve
+        log.warning("solve %s: the source patch of %s does not apply: %s", plan.solve_id, name, exc)
+        return {t.id: False for t in tests}
+    sandbox = create_sandbox(env.settings.sandbox, workspace=workspace, home=directory / "home", network=plan.network,
+                             command_timeout=env.settings.command_timeout_s, settings=env.settings)
+    control.attach(sandbox)
+    try:
+        if plan.setup_command and sandbox.run(plan.setup_command, timeout=env.settings.setup_timeout_s,
+                                              network=True).returncode != 0:
+            return {t.id: False for t in tests}
+        return {t.id: _cell(env, sandbox, workspace, plan, t, control) for t in tests}
+    finally:
+        sandbox.close()
+        env.workspaces.remove(directory)
+
+
+def _cell(env, sandbox: Sandbox, workspace: Path, plan: Plan, test: PoolTest, control: RunControl) -> bool | None:
+    command = targeted_command(plan.test_command, test.path)
+    if command is None or control.stopped:
+        return None
+    try:
+        apply_patch_text(workspace, test.patch)
+    except Exception:  # noqa: BLE001 - the fix already holds a file at that path: this test cannot be placed
+        return False
+    try:
+        return run_tests(sandbox, command, env.settings.test_timeout_s).passed
+    finally:
+        remove_paths(workspace, plan.base_commit, [test.path])
+
+
+def _watch(factory, solve_id: str, control: RunControl) -> None:
+    """Kill the verification's commands once the solve is cancelled or a budget ended the verification."""
+    while not control.cancel_event.wait(WATCH_S):
+        try:
+            with factory() as session:
+                row = session.execute(select(Solve.status, Solve.verification).where(Solve.id == solve_id)).first()
+        except Exception:  # noqa: BLE001 - the database may be restarting; the next tick tries again
+            continue
+        if row is None or row.status != statuses.RUNNING or (row.verification or {}).get("state") != "running":
+            control.stop("verification stopped")
+
+
+@surviving_outages
+def _store(env, solve_id: str, found: dict) -> None:
+    with transaction(env.session_factory) as session:
+        solve = session.scalar(select(Solve).where(Solve.id == solve_id).with_for_update())
+        if solve is not None and (solve.verification or {}).get("state") == "running":
+            solve.verification = storable({**solve.verification, **found, "state": "judging"
+                                           if found.get("state") == "done" else found["state"]})
+
+
+def _judge_if_tied(env, solve_id: str) -> None:
+    """Ask the solve's judge model to break a tie at the top, if there is a judge, a tie and no judgement yet."""
+    # Imported here: the judge imports mini-swe-agent's litellm, which only a worker should load.
+    from .judge import Candidate, judge
+
+    with env.session_factory() as session:
+        solve = session.get(Solve, solve_id)
+        if solve is None or (solve.verification or {}).get("state") != "judging":
+            return
+        reference = (solve.limits or {}).get("judge_model")
+        facts = [RunFacts(*row) for row in session.execute(select(*FACT_COLUMNS).where(SolveRun.solve_id == solve_id))]
+        tied = tied_at_top(gather_evidence(solve, facts)) if reference else []
+        model = session.scalars(select(AIModel).where((AIModel.name == reference) | (AIModel.model_id == reference))
+                                ).first() if len(tied) > 1 else None
+        title, body, test_paths = solve.issue_title or "", solve.issue_body or "", solve.test_paths
+        patches = {f.id: (f.diagnostics or {}).get("patch") or "" for f in facts}
+    if model is None:
+        return
+    candidates = [Candidate(e.id, split_patch(patches[e.id], globs=test_paths).source_patch, _evidence_text(e))
+                  for e in tied]
+    verdict = judge(provider=model.provider, model_id=model.model_id, config=dict(model.config or {}),
+                    timeout_s=env.settings.model_timeout_s, issue_title=title, issue_body=body, candidates=candidates)
+    _store_verdict(env, solve_id, {"model": model.name, "run_id": verdict.run_id, "rationale": verdict.rationale,
+                                   "tokens": verdict.tokens, "cost": verdict.cost, "error": verdict.error,
+                                   "candidates": [c.run_id for c in candidates]})
+
+
+def _evidence_text(e) -> str:
+    return (f"tests passed: {e.tests_passed}; reproduction tests passed: {e.reproduction_passed} of "
+            f"{e.reproduction_total}; runs agreeing: {e.agreement}; changed lines: {e.loc_changed}")
+
+
+@surviving_outages
+def _store_verdict(env, solve_id: str, verdict: dict) -> None:
+    with transaction(env.session_factory) as session:
+        solve = session.scalar(select(Solve).where(Solve.id == solve_id).with_for_update())
+        if solve is not None and (solve.verification or {}).get("state") == "judging":
+            solve.verification = storable({**solve.verification, "judge": verdict})
+
+
+@surviving_outages
+def _settle(factory, solve_id: str) -> None:
+    with transaction(factory) as session:
+        solve = session.scalar(select(Solve).where(Solve.id == solve_id).with_for_update())
+        if solve is not None and (solve.verification or {}).get("state") == "judging":
+            solve.verification = {**solve.verification, "state": "done"}
+        session.flush()
+        finish_if_done(session, solve_id)
