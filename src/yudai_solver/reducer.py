@@ -35,7 +35,7 @@ def finish_if_done(session: Session, solve_id: str, *, stop_verification: str | 
     elif state in VERIFYING:
         return False
     elif state is None and stop_verification is None and verification_needed(solve, facts):
-        solve.verification = {"state": "pending"}
+        solve.verification = {"state": "pending", "heartbeat_at": utcnow().isoformat()}
         session.flush()
         return False
     _rank(solve, facts)

@@ -17,6 +17,8 @@ from .. import statuses
 from ..db import transaction
 from ..execution.control import RunControl
 from ..execution.followup import after_solve
+from ..execution.verification import stalled as stalled_verifications
+from ..execution.verification import verify_pending
 from ..models import Solve, SolveRun
 from ..budgets import expire_over_budget
 from ..reducer import finish_if_done
@@ -25,6 +27,8 @@ from ..settings import Settings
 log = logging.getLogger(__name__)
 TICK_S = 0.5
 MAX_ATTEMPTS = 2
+SWEEP_EVERY = 20  # ticks: every 10 s
+STALE_VERIFICATION_S = 30
 
 
 class InProcessDispatcher:
@@ -44,6 +48,8 @@ class InProcessDispatcher:
     def start(self) -> None:
         for solve_id in recover_lost_runs(self.factory):
             after_solve(self.settings, self.factory, solve_id)
+        for solve_id in stalled_verifications(self.factory, older_than_s=0):  # ours alone: none is alive
+            self._launch_verification(solve_id)
         if self.settings.sandbox == "e2b":  # every run of this database is ours: none still runs elsewhere
             from ..sandboxes.e2b import kill_orphans
 
@@ -91,10 +97,14 @@ class InProcessDispatcher:
             control.stop(reason)
 
     def _loop(self) -> None:
+        tick = 0
         while not self._stopping.is_set():
+            tick += 1
             try:
                 self._enforce_budgets()
                 self._schedule()
+                if tick % SWEEP_EVERY == 0:
+                    self._resume_verifications()
             except Exception:  # noqa: BLE001 - a database hiccup must not kill the scheduler
                 log.exception("scheduler tick failed")
             self._wake.wait(TICK_S)
@@ -143,6 +153,30 @@ class InProcessDispatcher:
                 self._controls.pop(control.run_id, None)
                 self._threads.pop(control.run_id, None)
             self._wake.set()
+
+    def _launch_verification(self, solve_id: str) -> None:
+        key = f"verify:{solve_id}"
+        control = RunControl(key, solve_id)
+        thread = threading.Thread(target=self._verify, args=(control,), name=f"verify-{solve_id[:8]}", daemon=True)
+        with self._lock:
+            self._controls[key], self._threads[key] = control, thread
+        thread.start()
+
+    def _verify(self, control: RunControl) -> None:
+        try:
+            verify_pending(self.env, control.solve_id, control)
+            after_solve(self.settings, self.factory, control.solve_id)
+        except Exception:  # noqa: BLE001 - guards the thread; the next start or sweep picks it up again
+            log.exception("verification of solve %s crashed", control.solve_id)
+        finally:
+            with self._lock:
+                self._controls.pop(control.run_id, None)
+                self._threads.pop(control.run_id, None)
+
+    def _resume_verifications(self) -> None:
+        for solve_id in stalled_verifications(self.factory, older_than_s=STALE_VERIFICATION_S):
+            if f"verify:{solve_id}" not in self._controls:
+                self._launch_verification(solve_id)
 
     def _enforce_budgets(self) -> None:
         for solve_id in expire_over_budget(self.factory):

@@ -16,10 +16,12 @@ from procrastinate.worker import Worker
 from ..execution import records
 from ..execution.followup import after_solve
 from ..execution.run import RunEnv
+from ..execution.verification import stalled as stalled_verifications
+from ..execution.verification import verify_pending
 from ..scm.hosts import workspaces_for
 from ..settings import Settings
 from ..budgets import expire_over_budget
-from .inprocess import MAX_ATTEMPTS
+from .inprocess import MAX_ATTEMPTS, STALE_VERIFICATION_S
 from .jobqueue import QUEUE, create_queue_app
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class QueueWorker:
                 if tick % STALLED_EVERY == 0:
                     await self._settle_stalled_jobs()
                     await self._settle_silent_runs()
+                    await self._resume_verifications()
             except Exception:  # noqa: BLE001 - e.g. the database restarting: the next tick tries again
                 log.exception("worker upkeep failed")
 
@@ -116,6 +119,19 @@ class QueueWorker:
                 await self._defer_again(run_id, solve_id, job_id)
             else:
                 await asyncio.to_thread(after_solve, self.env.settings, self.env.session_factory, solve_id)
+
+    async def _resume_verifications(self) -> None:
+        """Verifications whose worker died (or never claimed them) start again here, in a thread of their own."""
+        for solve_id in await asyncio.to_thread(stalled_verifications, self.env.session_factory,
+                                                older_than_s=STALE_VERIFICATION_S):
+            threading.Thread(target=self._verify, args=(solve_id,), name=f"verify-{solve_id[:8]}", daemon=True).start()
+
+    def _verify(self, solve_id: str) -> None:
+        try:
+            verify_pending(self.env, solve_id)
+            after_solve(self.env.settings, self.env.session_factory, solve_id)
+        except Exception:  # noqa: BLE001 - guards the thread; the next sweep picks it up again
+            log.exception("verification of solve %s crashed", solve_id)
 
     async def _job_status(self, job_id: int) -> str | None:
         status = await self.app.job_manager.get_job_status_async(job_id)

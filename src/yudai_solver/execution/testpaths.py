@@ -99,11 +99,17 @@ def sections(patch: str) -> list[PatchSection]:
 def split_patch(patch: str, *, globs: Sequence[str] | None = None) -> ChangeSplit:
     """Split `patch` into source changes and added tests, telling tests by `globs` (defaults when None)."""
     source_files, added, modified, source_text, test_text = [], [], [], [], []
-    for section in sections(patch):
+    parts = sections(patch)
+    # A path the base has is never "added": git writes a type change (file -> link) as a deletion plus an addition.
+    on_base = {section.old_path for section in parts if section.old_path is not None}
+    for section in parts:
         old_test = section.old_path is not None and is_test_path(section.old_path, globs)
         new_test = section.new_path is not None and is_test_path(section.new_path, globs)
         if section.old_path is not None:
             (modified if old_test else source_files).append(section.old_path)
+        if new_test and section.new_path in on_base:
+            modified.append(section.new_path)
+            continue
         # A test moved to another test path is a change to an existing test, not a new one.
         if section.new_path not in (None, section.old_path) and not (old_test and new_test):
             (added if new_test else source_files).append(section.new_path)

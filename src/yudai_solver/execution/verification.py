@@ -14,6 +14,7 @@ import logging
 import shutil
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from sqlalchemy import select
 from .. import statuses
 from ..db import transaction
 from ..models import AIModel, Solve, SolveRun, utcnow
-from ..reducer import FACT_COLUMNS, finish_if_done, gather_evidence
+from ..reducer import FACT_COLUMNS, VERIFYING, finish_if_done, gather_evidence
 from ..evidence import RunFacts
 from ..ranking import tied_at_top
 from ..sandboxes import Sandbox, create_sandbox
@@ -36,6 +37,7 @@ from .validation import apply_patch_text, remove_paths, tail
 
 log = logging.getLogger(__name__)
 WATCH_S = 0.25
+HEARTBEAT_EVERY = 8  # watch ticks: every 2 s
 MAX_POOL = 20
 
 
@@ -63,13 +65,16 @@ class Plan:
     pool: list[PoolTest]
 
 
-def verify_pending(env, solve_id: str) -> None:
-    """Claim the solve's pending verification, carry it out, store it and settle the solve; else do nothing."""
+def verify_pending(env, solve_id: str, control: RunControl | None = None) -> None:
+    """Claim the solve's pending verification, carry it out, store it and settle the solve; else do nothing.
+
+    `control` lets a dispatcher stop it like a run; the solve's own state stops it too (see `_watch`).
+    """
     plan = _claim(env, solve_id)
     if plan is None:
         return
     started = time.monotonic()
-    control = RunControl(f"verify-{solve_id[:8]}", solve_id)
+    control = control or RunControl(f"verify-{solve_id[:8]}", solve_id)
     watch = threading.Thread(target=_watch, args=(env.session_factory, solve_id, control), daemon=True)
     watch.start()
     try:
@@ -78,8 +83,11 @@ def verify_pending(env, solve_id: str) -> None:
         log.exception("solve %s: verification failed", solve_id)
         found = {"state": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]}
     finally:
+        requeue = control.requeue
         control.stop("verification ended")
         shutil.rmtree(env.settings.data_dir / "verify" / solve_id, ignore_errors=True)
+    if requeue:  # the worker is shutting down: left `running`, its heartbeat stops, and it is resumed elsewhere
+        return
     found["duration_s"] = round(time.monotonic() - started, 3)
     _store(env, solve_id, found)
     _judge_if_tied(env, solve_id)
@@ -92,7 +100,8 @@ def _claim(env, solve_id: str) -> Plan | None:
         solve = session.scalar(select(Solve).where(Solve.id == solve_id).with_for_update())
         if solve is None or solve.status != statuses.RUNNING or (solve.verification or {}).get("state") != "pending":
             return None
-        solve.verification = {"state": "running", "started_at": utcnow().isoformat()}
+        now = utcnow().isoformat()
+        solve.verification = {"state": "running", "started_at": now, "heartbeat_at": now}
         facts = [RunFacts(*row) for row in session.execute(select(*FACT_COLUMNS).where(SolveRun.solve_id == solve_id))]
         return _plan(env, solve, facts)
 
@@ -179,15 +188,50 @@ def _cell(env, sandbox: Sandbox, workspace: Path, plan: Plan, test: PoolTest, co
 
 
 def _watch(factory, solve_id: str, control: RunControl) -> None:
-    """Kill the verification's commands once the solve is cancelled or a budget ended the verification."""
+    """Kill the verification's commands once the solve is cancelled or a budget ended the verification; keep its
+    heartbeat fresh meanwhile, so that a dead worker's verification is noticed and started again (`resume`)."""
+    tick = 0
     while not control.cancel_event.wait(WATCH_S):
+        tick += 1
         try:
-            with factory() as session:
-                row = session.execute(select(Solve.status, Solve.verification).where(Solve.id == solve_id)).first()
+            alive = _beat(factory, solve_id, write=tick % HEARTBEAT_EVERY == 0)
         except Exception:  # noqa: BLE001 - the database may be restarting; the next tick tries again
             continue
-        if row is None or row.status != statuses.RUNNING or (row.verification or {}).get("state") != "running":
+        if not alive:
             control.stop("verification stopped")
+
+
+def _beat(factory, solve_id: str, *, write: bool) -> bool:
+    with transaction(factory) as session:
+        solve = session.get(Solve, solve_id)
+        state = (solve.verification or {}).get("state") if solve else None
+        if solve is None or solve.status != statuses.RUNNING or state != "running":
+            return False
+        if write:
+            solve.verification = {**solve.verification, "heartbeat_at": utcnow().isoformat()}
+        return True
+
+
+@surviving_outages
+def stalled(factory, *, older_than_s: float) -> list[str]:
+    """Solves whose verification waits with nobody at work on it (its worker died, or never claimed it): each is
+    put back to pending and returned, for the caller to `verify_pending`."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    with transaction(factory) as session:
+        solves = session.scalars(select(Solve).where(Solve.status == statuses.RUNNING,
+                                                     Solve.verification.is_not(None)).with_for_update()).all()
+        found = [s for s in solves if (s.verification or {}).get("state") in VERIFYING
+                 and _heartbeat(s.verification) <= cutoff]
+        for solve in found:
+            solve.verification = {"state": "pending", "heartbeat_at": utcnow().isoformat()}
+        return [solve.id for solve in found]
+
+
+def _heartbeat(verification: dict) -> datetime:
+    try:
+        return datetime.fromisoformat(verification["heartbeat_at"])
+    except (KeyError, TypeError, ValueError):
+        return datetime.min.replace(tzinfo=UTC)
 
 
 @surviving_outages

@@ -175,6 +175,6 @@ CREATE TABLE webhook_deliveries (
 
 CREATE INDEX ix_webhook_deliveries_solve_id ON webhook_deliveries (solve_id);
 
-INSERT INTO alembic_version (version_num) VALUES ('0004');
+INSERT INTO alembic_version (version_num) VALUES ('0005');
 
 COMMIT;
