@@ -164,12 +164,23 @@ def ranked_solve(session_factory, server):
             "patch": "--- a/calc.py\n+++ b/calc.py\n-    return a - b\n+    return a + b\n",
             "change": {"source_files": ["calc.py"], "tests_added": ["tests/test_add.py"], "tests_modified": [],
                        "fingerprint": "f1"},
-            "test": {"command": "pytest -q", "returncode": 1, "timed_out": False, "duration_s": 1.5,
-                     "output_tail": f"FAILED tests/test_io.py::test_read {XSS}",
-                     "report": {"runner": "pytest", "complete": True, "failed": ["tests/test_io.py::test_read"],
-                                "failed_ids_count": 1, "passed_count": 11, "failed_count": 1}},
+            "test": {"command": "pytest -q", "returncode": 0, "timed_out": False, "duration_s": 1.5,
+                     "output_tail": "12 passed",
+                     "report": {"runner": "pytest", "complete": True, "failed": [], "failed_ids_count": 0,
+                                "passed_count": 12, "failed_count": 0}},
             "reproduction": [{"path": "tests/test_add.py", "passes_with_fix": True, "detail": "1 passed"}],
             "strategy": {"requested": "baseline", "used": "reproduce-first", "why": "the baseline's tests all pass"},
+        }
+        broken.diagnostics = {
+            "patch": "--- a/io.py\n+++ b/io.py\n-x = 1\n+x = 2\n",
+            "change": {"source_files": ["io.py"], "tests_added": [f"tests/test_{XSS}.py"], "tests_modified": [],
+                       "fingerprint": "f2"},
+            "test": {"command": "pytest -q", "returncode": 1, "timed_out": False, "duration_s": 2.0,
+                     "output_tail": f"FAILED tests/test_io.py::test_read {XSS}",
+                     "report": {"runner": "pytest", "complete": True,
+                                "failed": ["tests/test_io.py::test_read", f"tests/test_io.py::test_{XSS}"],
+                                "failed_ids_count": 3, "passed_count": 9, "failed_count": 3}},
+            "reproduction": [{"path": f"tests/test_{XSS}.py", "passes_with_fix": True, "detail": XSS}],
         }
         evidence = {"tests_passed": True, "loc_changed": 2, "files_changed": 2, "tokens": 60, "latency_ms": 900,
                     "source_changed": True, "tests_modified": 0, "regressions": [], "regressions_in_changed": [],
@@ -223,6 +234,8 @@ def test_the_page_shows_the_ranking_the_verification_matrix_and_the_judge_as_ine
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         context.add_init_script(f"localStorage.setItem('yudai-token', {ids['token']!r})")
         page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"{base}/ui#/sessions/{ids['session_id']}/solves/{ids['solve_id']}")
         page.wait_for_selector("#matrix")
 
@@ -263,18 +276,49 @@ def test_the_page_shows_the_ranking_the_verification_matrix_and_the_judge_as_ine
 
         # The champion's detail: strategy, change split, per-test report, reproduction checks.
         champion.click()
-        page.wait_for_selector("#change")
+        page.wait_for_selector("#change", timeout=10000)
         assert "reproduce-first" in page.inner_text("#strategy")
         assert "calc.py" in page.inner_text("#change-source")
         assert "tests/test_add.py" in page.inner_text("#change-tests-added")
         assert "none" in page.inner_text("#change-tests-modified")
-        assert page.inner_text("#failed-tests") == "tests/test_io.py::test_read"
-        assert "11 passed, 1 failed" in page.inner_text("#test-report")
+        assert "12 passed, 0 failed" in page.inner_text("#test-report")
         assert "passes with the fix" in page.inner_text("#reproduction")
+
+        # The disqualified run's detail: which tests failed (the ids kept, and how many more there were).
+        broken.click()
+        page.wait_for_selector("#failed-tests")
+        assert page.locator("#failed-tests li").all_inner_texts() == [
+            "tests/test_io.py::test_read", f"tests/test_io.py::test_{XSS}", "… and 1 more"]
+        assert "9 passed, 3 failed" in page.inner_text("#test-report")
+        assert XSS in page.inner_text("#change-tests-added") and XSS in page.inner_text("#reproduction")
+        assert "tests/test_io.py::test_read" in page.inner_text("#run-verdict")
 
         # Every piece of server text stayed text: no element was made from it, no handler ran.
         page.wait_for_timeout(300)
         assert page.locator("main img").count() == 0
         assert page.evaluate("window.pwned") is None
-        page.screenshot(path="/tmp/yudai-watch-page.png", full_page=True)
+        assert errors == []
+        browser.close()
+
+
+def test_a_verification_still_running_says_so(server, ranked_solve, session_factory):
+    from playwright.sync_api import sync_playwright
+
+    base, _ = server
+    ids = ranked_solve
+    with transaction(session_factory) as session:
+        row = session.get(Solve, ids["solve_id"])
+        row.verification = {"state": "running", "started_at": "2024-01-01T00:00:00"}
+        row.ranking, row.champion_run_id = None, None
+    with sync_playwright() as p:
+        browser = _launch(p)
+        context = browser.new_context()
+        context.add_init_script(f"localStorage.setItem('yudai-token', {ids['token']!r})")
+        page = context.new_page()
+        page.goto(f"{base}/ui#/sessions/{ids['session_id']}/solves/{ids['solve_id']}")
+        page.wait_for_selector("#verification")
+        assert "running" in page.inner_text("#verification-state")
+        assert "Checking the reproduction tests" in page.inner_text("#verification")
+        assert page.locator("#matrix").count() == 0 and page.locator("#runs .badge.champion").count() == 0
+        browser.close()
         browser.close()

@@ -39,7 +39,7 @@ def test_three_experiments_rank_the_minimal_fix_first(pipeline):
     assert [entry["run_id"] for entry in solve.ranking["order"]] == [minimal.id, rewrite.id, noop.id]
     for run in runs.values():
         assert run.latency_ms > 0 and run.sandbox_id and run.started_at and run.completed_at
-        assert len(run.diagnostics["stdout_tail"]) <= 2000 and len(run.diagnostics["test"]["output_tail"]) <= 2000
+        assert len(run.diagnostics["test"]["output_tail"]) <= 2000
         assert run.trajectory_data["exit_status"] == "Submitted"
         assert run.trajectory_data["total_steps"] == len(run.trajectory_data["steps"]) >= 2
     assert "+    return a + b" in minimal.diagnostics["patch"] and "CHANGES.md" in rewrite.diagnostics["patch"]
