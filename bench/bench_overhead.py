@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import deployment, median  # noqa: E402
 
-from yudai_solver.demo import TEST_COMMAND, create_repository  # noqa: E402
-from yudai_solver.scripted import ScriptedChatServer, Step  # noqa: E402
+from yudai_solver.entry.demo import TEST_COMMAND, create_repository  # noqa: E402
+from yudai_solver.testing.scripted import ScriptedChatServer, Step  # noqa: E402
 
 COMMANDS = ["ls", "cat calc.py", "cat test_calc.py", "grep -n 'def ' calc.py", "wc -l calc.py", "git status --short",
             "sed -i 's/return a - b/return a + b/' calc.py", "git diff", TEST_COMMAND, "cat calc.py"]
@@ -41,7 +41,7 @@ def service_run(d, repo: Path) -> float:
                             "test_command": TEST_COMMAND}))
     elapsed = time.perf_counter() - started
     if solve.status != "completed":
-        from yudai_solver.models import SolveRun
+        from yudai_solver.base.models import SolveRun
 
         with d.factory() as session:
             run = session.get(SolveRun, solve.ranking["order"][0]["run_id"])

@@ -12,8 +12,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import deployment  # noqa: E402
 
-from yudai_solver.demo import TEST_COMMAND, create_repository  # noqa: E402
-from yudai_solver.scripted import ScriptedChatServer, Step  # noqa: E402
+from yudai_solver.entry.demo import TEST_COMMAND, create_repository  # noqa: E402
+from yudai_solver.testing.scripted import ScriptedChatServer, Step  # noqa: E402
 
 
 def solve(d, repo: Path, runs: int) -> float:

@@ -19,17 +19,17 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, select, text
 
-from yudai_solver.chat_sessions import create_session
-from yudai_solver.db import create_db_engine, create_session_factory, transaction
-from yudai_solver.demo import create_repository
+from yudai_solver.solving.chat_sessions import create_session
+from yudai_solver.base.db import create_db_engine, create_session_factory, transaction
+from yudai_solver.entry.demo import create_repository
 from yudai_solver.dispatch.jobqueue import JobQueueDispatcher
-from yudai_solver.migrate import upgrade
-from yudai_solver.models import AIModel, Solve, SolveRun, User
-from yudai_solver.schemas import SolveStart
-from yudai_solver.scripted import ScriptedChatServer, Step
-from yudai_solver.settings import Settings
-from yudai_solver.solves import start_solve
-from yudai_solver.users import create_user
+from yudai_solver.base.migrate import upgrade
+from yudai_solver.base.models import AIModel, Solve, SolveRun, User
+from yudai_solver.base.schemas import SolveStart
+from yudai_solver.testing.scripted import ScriptedChatServer, Step
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.solves import start_solve
+from yudai_solver.solving.users import create_user
 
 ADMIN = os.environ.get("YUDAI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -117,7 +117,7 @@ def sleeper_pids() -> set[int]:
 
 def measure_cancel(bench: Bench, samples: int) -> list[float]:
     """Cancel as the API does (rows cancelled, jobs aborted), then time until the agent's command is gone."""
-    from yudai_solver.solves import cancel
+    from yudai_solver.solving.solves import cancel
 
     bench.start_workers(1)
     latencies = []

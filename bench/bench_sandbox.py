@@ -21,7 +21,7 @@ from harness import median  # noqa: E402
 
 from yudai_solver.execution.workspace import WorkspaceCache  # noqa: E402
 from yudai_solver.sandboxes import create_sandbox  # noqa: E402
-from yudai_solver.settings import Settings  # noqa: E402
+from yudai_solver.base.settings import Settings  # noqa: E402
 
 # An absolute python3: the worker's PATH may start with shims (pyenv) that bubblewrap does not show.
 COMMANDS = ["true", "ls", "git status --short", "/usr/bin/python3 -c pass"]

@@ -5,16 +5,16 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from yudai_solver import statuses
-from yudai_solver.chat_sessions import create_session
-from yudai_solver.db import create_db_engine, create_session_factory, transaction
+from yudai_solver.base import statuses
+from yudai_solver.solving.chat_sessions import create_session
+from yudai_solver.base.db import create_db_engine, create_session_factory, transaction
 from yudai_solver.dispatch.inprocess import InProcessDispatcher
-from yudai_solver.migrate import upgrade
-from yudai_solver.models import AIModel, Solve, User
-from yudai_solver.schemas import SolveStart
-from yudai_solver.settings import Settings
-from yudai_solver.solves import start_solve
-from yudai_solver.users import create_user
+from yudai_solver.base.migrate import upgrade
+from yudai_solver.base.models import AIModel, Solve, User
+from yudai_solver.base.schemas import SolveStart
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.solves import start_solve
+from yudai_solver.solving.users import create_user
 
 
 class Deployment:

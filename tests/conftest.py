@@ -25,8 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from yudai_solver.db import create_db_engine, create_session_factory
-from yudai_solver.migrate import upgrade
+from yudai_solver.base.db import create_db_engine, create_session_factory
+from yudai_solver.base.migrate import upgrade
 
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TEST_DB_PREFIX = "yudai_test_"

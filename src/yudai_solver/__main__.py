@@ -1,3 +1,3 @@
-from .cli import main
+from yudai_solver.entry.cli import main
 
 main()

@@ -51,8 +51,8 @@ def test_serve_then_solve_against_the_server_with_wait(tmp_path):
 
     import httpx
 
-    from yudai_solver.demo import SCRIPTS, TEST_COMMAND, create_repository
-    from yudai_solver.scripted import ScriptedChatServer
+    from yudai_solver.entry.demo import SCRIPTS, TEST_COMMAND, create_repository
+    from yudai_solver.testing.scripted import ScriptedChatServer
 
     repo = create_repository(tmp_path / "repos" / "calc")
     env = {"YUDAI_LOCAL_REPO_ROOTS": str(tmp_path / "repos")}

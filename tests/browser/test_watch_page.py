@@ -8,15 +8,15 @@ import pytest
 
 from tests.helpers import free_port
 
-from yudai_solver import statuses
-from yudai_solver.api import create_app
-from yudai_solver.chat_sessions import create_session
-from yudai_solver.db import transaction
-from yudai_solver.models import AIModel, Solve, SolveRun
-from yudai_solver.schemas import SolveStart
-from yudai_solver.settings import Settings
-from yudai_solver.solves import start_solve
-from yudai_solver.users import create_user
+from yudai_solver.base import statuses
+from yudai_solver.entry.api import create_app
+from yudai_solver.solving.chat_sessions import create_session
+from yudai_solver.base.db import transaction
+from yudai_solver.base.models import AIModel, Solve, SolveRun
+from yudai_solver.base.schemas import SolveStart
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.solves import start_solve
+from yudai_solver.solving.users import create_user
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 XSS = '<img src=x onerror="window.pwned=1">'

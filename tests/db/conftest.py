@@ -7,11 +7,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from yudai_solver.api import create_app
-from yudai_solver.db import transaction
-from yudai_solver.models import AIModel
-from yudai_solver.settings import Settings
-from yudai_solver.users import create_user
+from yudai_solver.entry.api import create_app
+from yudai_solver.base.db import transaction
+from yudai_solver.base.models import AIModel
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.users import create_user
 
 
 @dataclass

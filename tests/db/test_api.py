@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from yudai_solver.db import transaction
-from yudai_solver.models import Solve, SolveRun
+from yudai_solver.base.db import transaction
+from yudai_solver.base.models import Solve, SolveRun
 
 GITHUB_REPO = "https://github.com/acme/widgets"
 

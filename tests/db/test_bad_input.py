@@ -2,7 +2,7 @@
 
 import pytest
 
-from yudai_solver.models import Solve, SolveRun
+from yudai_solver.base.models import Solve, SolveRun
 from .test_api import git_repo, start_body
 
 EXP = {"model": "gpt-small", "temperature": 0.1}

@@ -4,9 +4,9 @@ import json
 import threading
 import time
 
-from yudai_solver import statuses
-from yudai_solver.db import transaction
-from yudai_solver.models import Solve, SolveRun
+from yudai_solver.base import statuses
+from yudai_solver.base.db import transaction
+from yudai_solver.base.models import Solve, SolveRun
 
 from .test_api import alice, start_body  # noqa: F401 - alice is a fixture
 

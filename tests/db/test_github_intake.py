@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from tests.fakes.fixtures import GitHubApi, app_client, fake_github, github_settings  # noqa: F401
-from yudai_solver.db import transaction
-from yudai_solver.models import Issue, Solve, SolveRun, utcnow
+from yudai_solver.base.db import transaction
+from yudai_solver.base.models import Issue, Solve, SolveRun, utcnow
 
 REPO = "https://github.com/acme/widgets"
 ISSUE_PATH = r"/repos/acme/widgets/issues/\d+"

@@ -15,18 +15,18 @@ from tests.fakes.fixtures import (  # noqa: F401
     TOKEN, app_client, calc_repository, dump_database, fake_github, git_certificate, git_configs,
     git_remote, github_settings,
 )
-from yudai_solver import statuses
-from yudai_solver.chat_sessions import create_session
-from yudai_solver.db import transaction
+from yudai_solver.base import statuses
+from yudai_solver.solving.chat_sessions import create_session
+from yudai_solver.base.db import transaction
 from yudai_solver.execution.validation import diff_stats
 from yudai_solver.execution.workspace import WorkspaceCache
-from yudai_solver.models import Solve, SolveRun, WebhookDelivery, utcnow
+from yudai_solver.base.models import Solve, SolveRun, WebhookDelivery, utcnow
 from yudai_solver.scm import git as scm_git
 from yudai_solver.scm import pr_body
 from yudai_solver.scm.comments import report_on_issue
 from yudai_solver.scm.followup import on_solve_ended
 from yudai_solver.scm.pr import open_champion_pr
-from yudai_solver.users import create_user
+from yudai_solver.solving.users import create_user
 
 # Git-only behaviour (what was pushed where) does not depend on the database: those tests run on SQLite alone.
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

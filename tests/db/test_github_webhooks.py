@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.fakes.fixtures import WEBHOOK_SECRET, GitHubApi, app_client, fake_github, github_settings  # noqa: F401
-from yudai_solver.models import ChatSession, Issue, Solve, SolveRun, User, WebhookDelivery
+from yudai_solver.base.models import ChatSession, Issue, Solve, SolveRun, User, WebhookDelivery
 
 REPO = "https://github.com/acme/widgets"
 

@@ -12,11 +12,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 import yudai_solver
-from yudai_solver import migrate
-from yudai_solver.db import create_db_engine
-from yudai_solver.models import Base
+from yudai_solver.base import migrate
+from yudai_solver.base.db import create_db_engine
+from yudai_solver.base.models import Base
 
-INIT_SQL = Path(yudai_solver.__file__).with_name("sql") / "init.sql"
+INIT_SQL = Path(yudai_solver.__file__).parent / "base" / "sql" / "init.sql"
 HEAD = ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_current_head()
 
 SEED_INDEXES = {

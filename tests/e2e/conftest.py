@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from yudai_solver import statuses
-from yudai_solver.chat_sessions import create_session
-from yudai_solver.db import transaction
-from yudai_solver.demo import create_repository
+from yudai_solver.base import statuses
+from yudai_solver.solving.chat_sessions import create_session
+from yudai_solver.base.db import transaction
+from yudai_solver.entry.demo import create_repository
 from yudai_solver.dispatch.inprocess import InProcessDispatcher
-from yudai_solver.models import AIModel, Solve
-from yudai_solver.schemas import SolveStart
-from yudai_solver.scripted import ScriptedChatServer
-from yudai_solver.settings import Settings
-from yudai_solver.solves import start_solve
-from yudai_solver.users import create_user
+from yudai_solver.base.models import AIModel, Solve
+from yudai_solver.base.schemas import SolveStart
+from yudai_solver.testing.scripted import ScriptedChatServer
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.solves import start_solve
+from yudai_solver.solving.users import create_user
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Pipeline:
     def start(self, **request) -> str:
         body = {"repo_url": str(self.repo), "issue_number": 1, "issue_title": "t", "issue_body": "b"} | request
         with transaction(self.factory) as session:
-            from yudai_solver.models import User
+            from yudai_solver.base.models import User
 
             user = session.get(User, self.user_id)
             solve, _ = start_solve(session, user=user, session_id=self.session_id, request=SolveStart(**body),
@@ -57,7 +57,7 @@ class Pipeline:
 
 @pytest.fixture
 def scripts():
-    from yudai_solver.demo import SCRIPTS
+    from yudai_solver.entry.demo import SCRIPTS
 
     return dict(SCRIPTS)
 

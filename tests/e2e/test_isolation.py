@@ -17,17 +17,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from yudai_solver.api import create_app
-from yudai_solver.chat_sessions import create_session
-from yudai_solver.db import transaction
-from yudai_solver.demo import TEST_COMMAND, create_repository
+from yudai_solver.entry.api import create_app
+from yudai_solver.solving.chat_sessions import create_session
+from yudai_solver.base.db import transaction
+from yudai_solver.entry.demo import TEST_COMMAND, create_repository
 from yudai_solver.dispatch.inprocess import InProcessDispatcher
 from yudai_solver.execution.agent import bounded
-from yudai_solver.models import Base, Solve, SolveRun
+from yudai_solver.base.models import Base, Solve, SolveRun
 from yudai_solver.sandboxes import e2b as e2b_backend
-from yudai_solver.scripted import ScriptedChatServer, Step
-from yudai_solver.settings import Settings
-from yudai_solver.users import create_user
+from yudai_solver.testing.scripted import ScriptedChatServer, Step
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.users import create_user
 
 from tests.e2e.conftest import Pipeline
 from tests.unit.test_sandbox_e2b import FakeE2B

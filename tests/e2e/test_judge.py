@@ -6,7 +6,7 @@ import time
 import pytest
 
 from yudai_solver.execution.judge import Candidate, Verdict, judge
-from yudai_solver.scripted import ScriptedChatServer, Step
+from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
 CANDIDATES = [
     Candidate("run-id-7f3a9c01", "--- a/calc.py\n+++ b/calc.py\n@@\n-return a - b\n+return a + b\n",

@@ -6,7 +6,7 @@ from tests.fakes.fixtures import TOKEN, calc_repository, git_certificate  # noqa
 from tests.fakes.git_http import GitHttpsServer
 from yudai_solver.execution.workspace import GitError
 from yudai_solver.scm.hosts import workspaces_for
-from yudai_solver.settings import Settings
+from yudai_solver.base.settings import Settings
 
 
 @pytest.fixture

@@ -19,14 +19,14 @@ from tests.fakes.fixtures import (  # noqa: F401
     TOKEN, WEBHOOK_SECRET, app_client, calc_repository, dump_database, fake_github, git_certificate, git_configs,
     git_remote, github_settings,
 )
-from yudai_solver import statuses
-from yudai_solver.chat_sessions import create_session
-from yudai_solver.db import transaction
-from yudai_solver.demo import SCRIPTS, TEST_COMMAND
+from yudai_solver.base import statuses
+from yudai_solver.solving.chat_sessions import create_session
+from yudai_solver.base.db import transaction
+from yudai_solver.entry.demo import SCRIPTS, TEST_COMMAND
 from yudai_solver.dispatch.inprocess import InProcessDispatcher
-from yudai_solver.models import AIModel, Solve, SolveRun
-from yudai_solver.scripted import ScriptedChatServer, Step
-from yudai_solver.users import create_user
+from yudai_solver.base.models import AIModel, Solve, SolveRun
+from yudai_solver.testing.scripted import ScriptedChatServer, Step
+from yudai_solver.solving.users import create_user
 
 from .conftest import Pipeline
 

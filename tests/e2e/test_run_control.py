@@ -4,11 +4,11 @@ import time
 
 from sqlalchemy import func, select
 
-from yudai_solver.db import transaction
+from yudai_solver.base.db import transaction
 from yudai_solver.dispatch.inprocess import InProcessDispatcher
-from yudai_solver.models import AIModel, Solve, SolveRun, User
-from yudai_solver.scripted import Step
-from yudai_solver.solves import cancel
+from yudai_solver.base.models import AIModel, Solve, SolveRun, User
+from yudai_solver.testing.scripted import Step
+from yudai_solver.solving.solves import cancel
 
 from tests.helpers import pids_where, wait_for
 

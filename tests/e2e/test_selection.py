@@ -10,9 +10,9 @@ import sys
 
 from sqlalchemy import select
 
-from yudai_solver.demo import TEST_COMMAND as DEMO_TEST_COMMAND
-from yudai_solver.models import SolveRun
-from yudai_solver.scripted import Step
+from yudai_solver.entry.demo import TEST_COMMAND as DEMO_TEST_COMMAND
+from yudai_solver.base.models import SolveRun
+from yudai_solver.testing.scripted import Step
 
 TEST_COMMAND = "python3 -m unittest discover -q"
 CALC = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n"

@@ -8,9 +8,9 @@ import time
 
 from sqlalchemy import select
 
-from yudai_solver.demo import TEST_COMMAND
-from yudai_solver.models import SolveRun
-from yudai_solver.scripted import Step
+from yudai_solver.entry.demo import TEST_COMMAND
+from yudai_solver.base.models import SolveRun
+from yudai_solver.testing.scripted import Step
 
 
 def runs_by_model(factory, solve_id) -> dict[str, SolveRun]:

@@ -6,11 +6,11 @@ import time
 
 from sqlalchemy import select
 
-from yudai_solver.db import transaction
+from yudai_solver.base.db import transaction
 from yudai_solver.dispatch.inprocess import InProcessDispatcher
-from yudai_solver.models import AIModel, Solve, SolveRun
-from yudai_solver.scripted import Step
-from yudai_solver.solves import cancel_solve
+from yudai_solver.base.models import AIModel, Solve, SolveRun
+from yudai_solver.testing.scripted import Step
+from yudai_solver.solving.solves import cancel_solve
 
 from .test_selection import REPRO, TEST_COMMAND, uncovered_repository
 
@@ -134,7 +134,7 @@ def test_a_judge_that_answers_nonsense_changes_nothing(pipeline, scripts):
 def test_a_judge_model_that_does_not_exist_is_refused_at_start(pipeline, scripts):
     import pytest
 
-    from yudai_solver.errors import InvalidInput
+    from yudai_solver.base.errors import InvalidInput
 
     pipeline.add_model("short")
     with pytest.raises(InvalidInput) as refused:

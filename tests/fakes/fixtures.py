@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select, text
 
-from yudai_solver.api import create_app
-from yudai_solver.db import transaction
-from yudai_solver.demo import create_repository
-from yudai_solver.models import AIModel
-from yudai_solver.settings import Settings
-from yudai_solver.users import create_user
+from yudai_solver.entry.api import create_app
+from yudai_solver.base.db import transaction
+from yudai_solver.entry.demo import create_repository
+from yudai_solver.base.models import AIModel
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.users import create_user
 
 from .git_http import GitHttpsServer, available, make_certificate
 from .github import FakeGitHub

@@ -12,15 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from yudai_solver import statuses
-from yudai_solver.api import create_app
-from yudai_solver.db import transaction
-from yudai_solver.demo import create_repository
+from yudai_solver.base import statuses
+from yudai_solver.entry.api import create_app
+from yudai_solver.base.db import transaction
+from yudai_solver.entry.demo import create_repository
 from yudai_solver.dispatch.jobqueue import JobQueueDispatcher
-from yudai_solver.models import AIModel, Solve, SolveRun
-from yudai_solver.scripted import ScriptedChatServer
-from yudai_solver.settings import Settings
-from yudai_solver.users import create_user
+from yudai_solver.base.models import AIModel, Solve, SolveRun
+from yudai_solver.testing.scripted import ScriptedChatServer
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.users import create_user
 
 
 @dataclass

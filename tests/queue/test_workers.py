@@ -9,11 +9,11 @@ import uuid
 import pytest
 from sqlalchemy import func, select, text
 
-from yudai_solver.db import transaction
+from yudai_solver.base.db import transaction
 from yudai_solver.dispatch.jobqueue import JobQueueDispatcher
-from yudai_solver.models import Solve, SolveRun
-from yudai_solver.reducer import finish_if_done
-from yudai_solver.scripted import Step
+from yudai_solver.base.models import Solve, SolveRun
+from yudai_solver.solving.reducer import finish_if_done
+from yudai_solver.testing.scripted import Step
 
 from tests.helpers import free_port, pids_where, wait_for
 

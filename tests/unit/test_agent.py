@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from yudai_solver.errors import InvalidInput
+from yudai_solver.base.errors import InvalidInput
 from yudai_solver.execution import mswea
 from yudai_solver.execution.agent import (
     SolverAgent,
@@ -23,7 +23,7 @@ from yudai_solver.execution.agent import (
     trajectory,
 )
 from yudai_solver.execution.strategies import STRATEGIES, get_strategy, mini_config
-from yudai_solver.scripted import SUBMIT_COMMAND, SUBMIT_STEP, ScriptedChatServer, Step
+from yudai_solver.testing.scripted import SUBMIT_COMMAND, SUBMIT_STEP, ScriptedChatServer, Step
 
 # isort: split
 # mini-swe-agent is imported only after `mswea` has configured it (silent, no writes under ~).
@@ -260,7 +260,7 @@ def test_importing_the_package_does_not_import_mini_swe_agent_and_agent_writes_n
     home, tmp = tmp_path / "home", tmp_path / "tmp"
     home.mkdir(), tmp.mkdir()
     code = (
-        "import sys, yudai_solver, yudai_solver.execution, yudai_solver.scripted\n"
+        "import sys, yudai_solver, yudai_solver.execution, yudai_solver.testing.scripted\n"
         "assert 'minisweagent' not in sys.modules and 'litellm' not in sys.modules, 'imported too early'\n"
         "import yudai_solver.execution.agent\n"
         "import os; print(os.environ['MSWEA_GLOBAL_CONFIG_DIR'])\n"

@@ -6,7 +6,7 @@ import threading
 from yudai_solver.execution.agent import SolverAgent, run_agent
 from yudai_solver.execution.strategies import get_strategy
 from yudai_solver.execution.validation import diff_stats
-from yudai_solver.matrix import EVOLUTIONS
+from yudai_solver.solving.matrix import EVOLUTIONS
 from yudai_solver.sandboxes import create_sandbox
 
 

@@ -1,4 +1,4 @@
-from yudai_solver.ranking import CRITERIA, Evidence, rank, tied_at_top
+from yudai_solver.solving.ranking import CRITERIA, Evidence, rank, tied_at_top
 
 
 def run(id, *, status="completed", passed=True, loc=10, files=1, tokens=100, latency=1000, **evidence):

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from yudai_solver.demo import create_repository
+from yudai_solver.entry.demo import create_repository
 from yudai_solver.execution.validation import diff_stats
 from yudai_solver.execution.workspace import WorkspaceCache
 from yudai_solver.sandboxes import BubblewrapSandbox, Sandbox, SandboxKilled, create_sandbox
 from yudai_solver.sandboxes.bubblewrap import BubblewrapUnavailable
-from yudai_solver.settings import Settings
+from yudai_solver.base.settings import Settings
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0,
                                 reason="needs bubblewrap and a root worker")
@@ -229,7 +229,7 @@ def test_secrets_in_the_environment_the_worker_started_with_reach_no_command(tmp
 import sys
 from pathlib import Path
 from yudai_solver.sandboxes import create_sandbox
-from yudai_solver.settings import Settings
+from yudai_solver.base.settings import Settings
 root = Path(sys.argv[1]); (root / "w").mkdir()
 box = create_sandbox(sys.argv[2], workspace=root / "w", home=root / "h", settings=Settings(data_dir=root / "d"))
 print(box.run("env; cat /proc/*/environ; cat /proc/$PPID/environ /proc/1/environ", timeout=10).output)
@@ -275,7 +275,7 @@ def test_hundreds_of_megabytes_of_output_are_cut_while_they_stream(kind: str, tm
 import json, sys
 from pathlib import Path
 from yudai_solver.sandboxes import create_sandbox
-from yudai_solver.settings import Settings
+from yudai_solver.base.settings import Settings
 
 def hwm():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) * 1024

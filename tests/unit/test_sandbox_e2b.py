@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 from e2b import CommandExitException, RateLimitException, SandboxException, TimeoutException
 
-from yudai_solver.demo import create_repository
+from yudai_solver.entry.demo import create_repository
 from yudai_solver.execution.validation import diff_stats
 from yudai_solver.execution.workspace import WorkspaceCache
 from yudai_solver.sandboxes import E2BSandbox, SandboxKilled, create_sandbox
 from yudai_solver.sandboxes import e2b as e2b_backend
 from yudai_solver.sandboxes.e2b import E2BError, Throttle, apply_patch, kill_orphans
-from yudai_solver.settings import Settings
+from yudai_solver.base.settings import Settings
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0,
                                 reason="the fake runs commands with bubblewrap as root")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from yudai_solver.errors import InvalidInput
+from yudai_solver.base.errors import InvalidInput
 from yudai_solver.sandboxes import CommandResult, LocalSandbox, Sandbox, SandboxKilled, create_sandbox
 
 EXTRA_SECRET = "extra-value-7f3a"

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from yudai_solver.scripted import SUBMIT_COMMAND, ScriptedChatServer, Step
+from yudai_solver.testing.scripted import SUBMIT_COMMAND, ScriptedChatServer, Step
 
 SCRIPT = [Step("ls", "look", prompt_tokens=11, completion_tokens=2), Step("cat a.py", "read")]
 

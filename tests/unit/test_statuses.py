@@ -1,8 +1,8 @@
 import pytest
 
-from yudai_solver import statuses
-from yudai_solver.errors import InvalidTransition
-from yudai_solver.models import Solve, SolveRun
+from yudai_solver.base import statuses
+from yudai_solver.base.errors import InvalidTransition
+from yudai_solver.base.models import Solve, SolveRun
 
 
 def run(status="pending") -> SolveRun:

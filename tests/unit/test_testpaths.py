@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from yudai_solver.errors import InvalidInput
+from yudai_solver.base.errors import InvalidInput
 from yudai_solver.execution.testpaths import (
     DEFAULT_TEST_GLOBS,
     ChangeSplit,

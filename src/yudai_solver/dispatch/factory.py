@@ -2,21 +2,21 @@
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..settings import Settings
-from .protocol import Dispatcher
+from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.protocol import Dispatcher
 
 
 def create_dispatcher(settings: Settings, session_factory: sessionmaker[Session], *, worker: bool = True) -> Dispatcher:
     """On PostgreSQL, `worker` also runs a queue worker in this process (`yudai serve` without `--no-worker`)."""
-    from .jobqueue import JobQueueDispatcher, is_job_queue
+    from yudai_solver.dispatch.jobqueue import JobQueueDispatcher, is_job_queue
 
     if not is_job_queue(settings):
-        from .inprocess import InProcessDispatcher
+        from yudai_solver.dispatch.inprocess import InProcessDispatcher
 
         return InProcessDispatcher(settings, session_factory)
     queue_worker = None
     if worker:
-        from .worker import QueueWorker
+        from yudai_solver.dispatch.worker import QueueWorker
 
         queue_worker = QueueWorker(settings, session_factory, concurrency=settings.max_concurrent_runs)
     return JobQueueDispatcher(settings, session_factory, worker=queue_worker)

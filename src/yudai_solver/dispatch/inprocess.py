@@ -13,16 +13,16 @@ from collections import Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import statuses
-from ..db import transaction
-from ..execution.control import RunControl
-from ..execution.followup import after_solve
-from ..execution.verification import stalled as stalled_verifications
-from ..execution.verification import verify_pending
-from ..models import Solve, SolveRun
-from ..budgets import expire_over_budget
-from ..reducer import finish_if_done
-from ..settings import Settings
+from yudai_solver.base import statuses
+from yudai_solver.base.db import transaction
+from yudai_solver.execution.control import RunControl
+from yudai_solver.execution.followup import after_solve
+from yudai_solver.execution.verification import stalled as stalled_verifications
+from yudai_solver.execution.verification import verify_pending
+from yudai_solver.base.models import Solve, SolveRun
+from yudai_solver.solving.budgets import expire_over_budget
+from yudai_solver.solving.reducer import finish_if_done
+from yudai_solver.base.settings import Settings
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5
@@ -33,8 +33,8 @@ STALE_VERIFICATION_S = 30
 
 class InProcessDispatcher:
     def __init__(self, settings: Settings, session_factory: sessionmaker[Session]):
-        from ..execution.run import RunEnv
-        from ..scm.hosts import workspaces_for
+        from yudai_solver.execution.run import RunEnv
+        from yudai_solver.scm.hosts import workspaces_for
 
         self.env = RunEnv(settings, session_factory, workspaces_for(settings))
         self.settings, self.factory = settings, session_factory
@@ -51,7 +51,7 @@ class InProcessDispatcher:
         for solve_id in stalled_verifications(self.factory, older_than_s=0):  # ours alone: none is alive
             self._launch_verification(solve_id)
         if self.settings.sandbox == "e2b":  # every run of this database is ours: none still runs elsewhere
-            from ..sandboxes.e2b import kill_orphans
+            from yudai_solver.sandboxes.e2b import kill_orphans
 
             kill_orphans(self.settings)
         self._scheduler = threading.Thread(target=self._loop, name="yudai-scheduler", daemon=True)
@@ -141,7 +141,7 @@ class InProcessDispatcher:
         thread.start()
 
     def _execute(self, control: RunControl) -> None:
-        from ..execution.run import execute_run
+        from yudai_solver.execution.run import execute_run
 
         try:
             cancelled = execute_run(self.env, control)

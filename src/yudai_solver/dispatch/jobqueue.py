@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from ..models import Solve, SolveRun
-from ..settings import Settings
+from yudai_solver.base.models import Solve, SolveRun
+from yudai_solver.base.settings import Settings
 
 QUEUE = "runs"
 TASK_NAME = "yudai.run"
@@ -28,7 +28,7 @@ def create_queue_app(settings: Settings):
     """The procrastinate app with our one task; opened by whoever uses it (API: sync, worker: async)."""
     import procrastinate
 
-    from .jobtask import register
+    from yudai_solver.dispatch.jobtask import register
 
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(settings.resolved_database_url)))
     register(app)

@@ -5,10 +5,10 @@ import threading
 from procrastinate import JobContext, RetryStrategy
 from procrastinate.job_context import AbortReason
 
-from .. import statuses
-from ..execution import records
-from ..execution.control import RunControl
-from .jobqueue import QUEUE, TASK_NAME
+from yudai_solver.base import statuses
+from yudai_solver.execution import records
+from yudai_solver.execution.control import RunControl
+from yudai_solver.dispatch.jobqueue import QUEUE, TASK_NAME
 
 WATCH_INTERVAL_S = 0.25
 HEARTBEAT_EVERY = 8  # watch ticks: the run's heartbeat is written every 2 s
@@ -22,7 +22,7 @@ def register(app) -> None:
     @app.task(name=TASK_NAME, queue=QUEUE, pass_context=True,
               retry=RetryStrategy(max_attempts=10, wait=0, retry_exceptions={Requeue}))
     def run_job(context: JobContext, run_id: str, solve_id: str) -> None:
-        from ..execution.run import execute_run
+        from yudai_solver.execution.run import execute_run
 
         env = context.additional_context["env"]
         control = RunControl(run_id, solve_id)

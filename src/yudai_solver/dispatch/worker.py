@@ -13,16 +13,16 @@ import threading
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate.worker import Worker
 
-from ..execution import records
-from ..execution.followup import after_solve
-from ..execution.run import RunEnv
-from ..execution.verification import stalled as stalled_verifications
-from ..execution.verification import verify_pending
-from ..scm.hosts import workspaces_for
-from ..settings import Settings
-from ..budgets import expire_over_budget
-from .inprocess import MAX_ATTEMPTS, STALE_VERIFICATION_S
-from .jobqueue import QUEUE, create_queue_app
+from yudai_solver.execution import records
+from yudai_solver.execution.followup import after_solve
+from yudai_solver.execution.run import RunEnv
+from yudai_solver.execution.verification import stalled as stalled_verifications
+from yudai_solver.execution.verification import verify_pending
+from yudai_solver.scm.hosts import workspaces_for
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.budgets import expire_over_budget
+from yudai_solver.dispatch.inprocess import MAX_ATTEMPTS, STALE_VERIFICATION_S
+from yudai_solver.dispatch.jobqueue import QUEUE, create_queue_app
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
@@ -138,7 +138,7 @@ class QueueWorker:
         return status.value if status else None
 
     async def _defer_again(self, run_id: str, solve_id: str, old_job_id: int | None) -> None:
-        from .jobqueue import TASK_NAME
+        from yudai_solver.dispatch.jobqueue import TASK_NAME
 
         lock = await self._job_lock(old_job_id)
         job_id = await self.app.tasks[TASK_NAME].configure(lock=lock, queue=QUEUE).defer_async(
@@ -154,6 +154,6 @@ class QueueWorker:
 
     def _kill_orphaned_sandboxes(self) -> None:
         """E2B sandboxes this worker's owner left behind (a crash), sparing those of runs still running."""
-        from ..sandboxes.e2b import kill_orphans
+        from yudai_solver.sandboxes.e2b import kill_orphans
 
         kill_orphans(self.env.settings, keep=records.running_sandbox_ids(self.env.session_factory))

@@ -3,10 +3,10 @@
 import threading
 from pathlib import Path
 
-from ..sandboxes import Sandbox, create_sandbox
-from . import records
-from .control import RunControl
-from .checks import report_json, run_tests
+from yudai_solver.sandboxes import Sandbox, create_sandbox
+from yudai_solver.execution import records
+from yudai_solver.execution.control import RunControl
+from yudai_solver.execution.checks import report_json, run_tests
 
 
 def measure(sandbox: Sandbox, test_command: str | None, timeout: float) -> dict:

@@ -9,11 +9,11 @@ later, once per solve, by `verification`).
 
 from dataclasses import dataclass
 
-from ..sandboxes import Sandbox
-from .testpaths import ChangeSplit, split_patch
-from .testreport import TestReport, parse, runner_of, targeted_command
-from .agreement import fingerprint
-from .validation import DiffStats, apply_patch_text, read_regular, restore_tests, tail
+from yudai_solver.sandboxes import Sandbox
+from yudai_solver.execution.testpaths import ChangeSplit, split_patch
+from yudai_solver.execution.testreport import TestReport, parse, runner_of, targeted_command
+from yudai_solver.execution.agreement import fingerprint
+from yudai_solver.execution.validation import DiffStats, apply_patch_text, read_regular, restore_tests, tail
 
 TAIL = 2000
 MAX_REPRODUCTION_TESTS = 5

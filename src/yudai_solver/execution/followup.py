@@ -3,9 +3,9 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import statuses
-from ..models import Solve
-from ..settings import Settings
+from yudai_solver.base import statuses
+from yudai_solver.base.models import Solve
+from yudai_solver.base.settings import Settings
 
 
 def after_solve(settings: Settings, factory: sessionmaker[Session], solve_id: str) -> None:
@@ -15,6 +15,6 @@ def after_solve(settings: Settings, factory: sessionmaker[Session], solve_id: st
         status = session.scalar(select(Solve.status).where(Solve.id == solve_id))
     if status not in (statuses.COMPLETED, statuses.FAILED):
         return
-    from ..scm.followup import on_solve_ended
+    from yudai_solver.scm.followup import on_solve_ended
 
     on_solve_ended(settings, factory, solve_id)

@@ -9,10 +9,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import statuses
-from ..db import transaction
-from ..models import AIModel, Solve, SolveRun, utcnow
-from ..reducer import cancel_other_runs, finish_if_done
+from yudai_solver.base import statuses
+from yudai_solver.base.db import transaction
+from yudai_solver.base.models import AIModel, Solve, SolveRun, utcnow
+from yudai_solver.solving.reducer import cancel_other_runs, finish_if_done
 
 
 log = logging.getLogger(__name__)

@@ -14,18 +14,19 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import __version__, statuses
-from ..matrix import AUTO_STRATEGY
-from ..sandboxes import Sandbox, create_sandbox
-from ..settings import Settings
-from . import checks, records
-from .baseline import BackgroundBaseline, measure
-from .control import RunControl
-from .followup import after_solve
-from .records import RunSpec
-from .verification import verify_pending
-from .validation import detect_test_command, diff_stats, tail, untracked_patterns
-from .workspace import WorkspaceCache
+from yudai_solver import __version__
+from yudai_solver.base import statuses
+from yudai_solver.solving.matrix import AUTO_STRATEGY
+from yudai_solver.sandboxes import Sandbox, create_sandbox
+from yudai_solver.base.settings import Settings
+from yudai_solver.execution import checks, records
+from yudai_solver.execution.baseline import BackgroundBaseline, measure
+from yudai_solver.execution.control import RunControl
+from yudai_solver.execution.followup import after_solve
+from yudai_solver.execution.records import RunSpec
+from yudai_solver.execution.verification import verify_pending
+from yudai_solver.execution.validation import detect_test_command, diff_stats, tail, untracked_patterns
+from yudai_solver.execution.workspace import WorkspaceCache
 
 log = logging.getLogger(__name__)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
@@ -188,8 +189,8 @@ def _baseline(env, spec, control, sandbox: Sandbox, directory: Path, test_comman
 
 def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox, evolution: str):
     # Imported here: mini-swe-agent configures itself on import, which only a worker should trigger.
-    from .agent import SolverAgent, build_model, run_agent, trajectory
-    from .strategies import get_strategy
+    from yudai_solver.execution.agent import SolverAgent, build_model, run_agent, trajectory
+    from yudai_solver.execution.strategies import get_strategy
 
     model = build_model(provider=spec.provider, model_id=spec.model_id, config=spec.model_config,
                         temperature=spec.temperature, timeout_s=env.settings.model_timeout_s)

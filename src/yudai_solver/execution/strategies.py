@@ -9,8 +9,8 @@ from functools import cache
 
 import yaml
 
-from yudai_solver.errors import InvalidInput
-from yudai_solver.matrix import AUTO_STRATEGY
+from yudai_solver.base.errors import InvalidInput
+from yudai_solver.solving.matrix import AUTO_STRATEGY
 from yudai_solver.execution.mswea import builtin_config_dir
 
 _MINIMAL_FIX = """

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise, takewhile
 
-from yudai_solver.errors import InvalidInput
+from yudai_solver.base.errors import InvalidInput
 
 DEFAULT_TEST_GLOBS: tuple[str, ...] = (
     "tests/",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .workspace import GitError
+from yudai_solver.execution.workspace import GitError
 
 MAX_PATCH_BYTES = 1024 * 1024
 GIT_TIMEOUT_S = 600

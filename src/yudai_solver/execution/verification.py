@@ -21,19 +21,19 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from .. import statuses
-from ..db import transaction
-from ..models import AIModel, Solve, SolveRun, utcnow
-from ..reducer import FACT_COLUMNS, VERIFYING, finish_if_done, gather_evidence
-from ..evidence import RunFacts
-from ..ranking import tied_at_top
-from ..sandboxes import Sandbox, create_sandbox
-from .checks import run_tests
-from .control import RunControl
-from .records import storable, surviving_outages
-from .testpaths import sections, split_patch
-from .testreport import targeted_command
-from .validation import apply_patch_text, remove_paths, tail
+from yudai_solver.base import statuses
+from yudai_solver.base.db import transaction
+from yudai_solver.base.models import AIModel, Solve, SolveRun, utcnow
+from yudai_solver.solving.reducer import FACT_COLUMNS, VERIFYING, finish_if_done, gather_evidence
+from yudai_solver.solving.evidence import RunFacts
+from yudai_solver.solving.ranking import tied_at_top
+from yudai_solver.sandboxes import Sandbox, create_sandbox
+from yudai_solver.execution.checks import run_tests
+from yudai_solver.execution.control import RunControl
+from yudai_solver.execution.records import storable, surviving_outages
+from yudai_solver.execution.testpaths import sections, split_patch
+from yudai_solver.execution.testreport import targeted_command
+from yudai_solver.execution.validation import apply_patch_text, remove_paths, tail
 
 log = logging.getLogger(__name__)
 WATCH_S = 0.25
@@ -246,7 +246,7 @@ def _store(env, solve_id: str, found: dict) -> None:
 def _judge_if_tied(env, solve_id: str) -> None:
     """Ask the solve's judge model to break a tie at the top, if there is a judge, a tie and no judgement yet."""
     # Imported here: the judge imports mini-swe-agent's litellm, which only a worker should load.
-    from .judge import Candidate, judge
+    from yudai_solver.execution.judge import Candidate, judge
 
     with env.session_factory() as session:
         solve = session.get(Solve, solve_id)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import YudaiError
+from yudai_solver.base.errors import YudaiError
 
 GIT_TIMEOUT_S = 1800
 GIT_USER_NAME = "yudai-solver"

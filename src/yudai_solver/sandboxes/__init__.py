@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from ..errors import InvalidInput
-from ..settings import Settings
-from .bubblewrap import BubblewrapSandbox
-from .e2b import E2BSandbox
-from .local import LocalSandbox
-from .protocol import CommandResult, Sandbox, SandboxKilled
-from .worker_guard import protect_worker_environment
+from yudai_solver.base.errors import InvalidInput
+from yudai_solver.base.settings import Settings
+from yudai_solver.sandboxes.bubblewrap import BubblewrapSandbox
+from yudai_solver.sandboxes.e2b import E2BSandbox
+from yudai_solver.sandboxes.local import LocalSandbox
+from yudai_solver.sandboxes.protocol import CommandResult, Sandbox, SandboxKilled
+from yudai_solver.sandboxes.worker_guard import protect_worker_environment
 
 __all__ = ["SANDBOXES", "BubblewrapSandbox", "CommandResult", "E2BSandbox", "LocalSandbox", "Sandbox",
            "SandboxKilled", "create_sandbox"]

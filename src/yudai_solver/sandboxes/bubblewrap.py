@@ -15,10 +15,10 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..errors import YudaiError
-from ..settings import Settings
-from .local import DEFAULT_MAX_OUTPUT_BYTES, LocalSandbox, LocalSandboxConfig
-from .uids import UidLease
+from yudai_solver.base.errors import YudaiError
+from yudai_solver.base.settings import Settings
+from yudai_solver.sandboxes.local import DEFAULT_MAX_OUTPUT_BYTES, LocalSandbox, LocalSandboxConfig
+from yudai_solver.sandboxes.uids import UidLease
 
 MIB = 1024 * 1024
 _SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")

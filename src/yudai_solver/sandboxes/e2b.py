@@ -28,10 +28,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..errors import YudaiError
-from ..settings import Settings
-from .local import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_PATH, OutputCapture, sandbox_environment
-from .protocol import CommandResult, SandboxKilled, raise_if_submitted
+from yudai_solver.base.errors import YudaiError
+from yudai_solver.base.settings import Settings
+from yudai_solver.sandboxes.local import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_PATH, OutputCapture, sandbox_environment
+from yudai_solver.sandboxes.protocol import CommandResult, SandboxKilled, raise_if_submitted
 
 log = logging.getLogger(__name__)
 APP = "yudai-solver"
@@ -273,7 +273,7 @@ class _BoundedText:
 
 def pack_repository(workspace: Path, scratch: Path) -> Path:
     """A tar holding `repo/`: a depth-1 clone of the checkout's HEAD, with no remote and no borrowed objects."""
-    from ..execution.workspace import GIT_USER_EMAIL, GIT_USER_NAME, git_environment
+    from yudai_solver.execution.workspace import GIT_USER_EMAIL, GIT_USER_NAME, git_environment
 
     clone = scratch / "repo"
     for args in (["clone", "--quiet", "--depth", "1", "--no-tags", f"file://{workspace}", str(clone)],

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .protocol import CommandResult, SandboxKilled, raise_if_submitted
+from yudai_solver.sandboxes.protocol import CommandResult, SandboxKilled, raise_if_submitted
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_MAX_OUTPUT_BYTES = 128 * 1024

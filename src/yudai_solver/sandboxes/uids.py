@@ -9,7 +9,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ..errors import YudaiError
+from yudai_solver.base.errors import YudaiError
 
 
 class NoFreeUid(YudaiError):

@@ -3,11 +3,11 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import statuses
-from ..db import transaction
-from ..models import Solve, SolveRun, WebhookDelivery
-from ..settings import Settings
-from .hosts import host_for
+from yudai_solver.base import statuses
+from yudai_solver.base.db import transaction
+from yudai_solver.base.models import Solve, SolveRun, WebhookDelivery
+from yudai_solver.base.settings import Settings
+from yudai_solver.scm.hosts import host_for
 
 
 def report_on_issue(settings: Settings, session_factory: sessionmaker[Session], solve_id: str) -> str | None:

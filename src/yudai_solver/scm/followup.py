@@ -4,9 +4,9 @@ import logging
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..settings import Settings
-from .comments import report_on_issue
-from .pr import PrOutcome, open_champion_pr, retry
+from yudai_solver.base.settings import Settings
+from yudai_solver.scm.comments import report_on_issue
+from yudai_solver.scm.pr import PrOutcome, open_champion_pr, retry
 
 log = logging.getLogger(__name__)
 

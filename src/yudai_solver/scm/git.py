@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..execution.workspace import GitError, WorkspaceCache, git_environment
+from yudai_solver.execution.workspace import GitError, WorkspaceCache, git_environment
 
 GIT_TIMEOUT_S = 600
 

@@ -5,11 +5,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..execution.workspace import GitError
-from ..settings import Settings
-from . import git
-from .hosts import split_repo
-from .protocol import AuthRejected, HostUnreachable, IssueData, IssueNotFound, RepoNotFound, ScmError
+from yudai_solver.execution.workspace import GitError
+from yudai_solver.base.settings import Settings
+from yudai_solver.scm import git
+from yudai_solver.scm.hosts import split_repo
+from yudai_solver.scm.protocol import AuthRejected, HostUnreachable, IssueData, IssueNotFound, RepoNotFound, ScmError
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,11 @@
 import re
 from urllib.parse import urlparse
 
-from ..execution.workspace import WorkspaceCache
-from ..repos import is_local
-from ..settings import Settings
-from .git import auth_header
-from .protocol import ScmHost
+from yudai_solver.execution.workspace import WorkspaceCache
+from yudai_solver.solving.repos import is_local
+from yudai_solver.base.settings import Settings
+from yudai_solver.scm.git import auth_header
+from yudai_solver.scm.protocol import ScmHost
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -36,8 +36,8 @@ def host_kind(settings: Settings, repo: str) -> str | None:
 
 def host_for(settings: Settings, repo: str) -> ScmHost | None:
     """The host of `repo`, or None where none is known (an https repository that is not on GitHub)."""
-    from .github import GitHubHost
-    from .local import LocalHost
+    from yudai_solver.scm.github import GitHubHost
+    from yudai_solver.scm.local import LocalHost
 
     makers = {"github": GitHubHost.from_settings, "local": lambda _settings: LocalHost()}
     kind = host_kind(settings, repo)

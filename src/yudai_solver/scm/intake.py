@@ -5,14 +5,14 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from ..errors import InvalidInput
-from ..issues import find_issue, upsert_issue
-from ..models import Issue, utcnow
-from ..repos import is_local
-from ..schemas import IssueUpsert, SolveStart
-from ..settings import Settings
-from .hosts import is_github
-from .protocol import IssueData, IssueNotFound, RepoNotFound, ScmError
+from yudai_solver.base.errors import InvalidInput
+from yudai_solver.solving.issues import find_issue, upsert_issue
+from yudai_solver.base.models import Issue, utcnow
+from yudai_solver.solving.repos import is_local
+from yudai_solver.base.schemas import IssueUpsert, SolveStart
+from yudai_solver.base.settings import Settings
+from yudai_solver.scm.hosts import is_github
+from yudai_solver.scm.protocol import IssueData, IssueNotFound, RepoNotFound, ScmError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _stale(row: Issue, refresh_s: int) -> bool:
 
 
 def _refresh(session: Session, settings: Settings, repo: str, number: int, stored: Issue | None) -> Issue | None:
-    from .github import GitHubHost
+    from yudai_solver.scm.github import GitHubHost
 
     try:
         data = GitHubHost.from_settings(settings).fetch_issue(repo, number)

@@ -3,9 +3,9 @@
 import re
 from pathlib import Path
 
-from ..execution.workspace import GitError
-from . import git
-from .protocol import IssueData, NoIssueTracker, ScmError
+from yudai_solver.execution.workspace import GitError
+from yudai_solver.scm import git
+from yudai_solver.scm.protocol import IssueData, NoIssueTracker, ScmError
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 

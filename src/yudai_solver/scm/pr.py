@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import statuses
-from ..db import transaction
-from ..errors import Conflict, NotFound
-from ..execution.records import storable
-from ..models import Solve, SolveRun, utcnow
-from ..settings import Settings
-from . import pr_body
-from .git import Commit, build_branch
-from .hosts import host_for, workspaces_for
-from .protocol import ScmError
+from yudai_solver.base import statuses
+from yudai_solver.base.db import transaction
+from yudai_solver.base.errors import Conflict, NotFound
+from yudai_solver.execution.records import storable
+from yudai_solver.base.models import Solve, SolveRun, utcnow
+from yudai_solver.base.settings import Settings
+from yudai_solver.scm import pr_body
+from yudai_solver.scm.git import Commit, build_branch
+from yudai_solver.scm.hosts import host_for, workspaces_for
+from yudai_solver.scm.protocol import ScmError
 
 log = logging.getLogger(__name__)
 _LOCKS = [threading.Lock() for _ in range(64)]

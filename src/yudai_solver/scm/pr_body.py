@@ -2,7 +2,7 @@
 
 import re
 
-from ..models import Solve, SolveRun
+from yudai_solver.base.models import Solve, SolveRun
 
 MAX_BODY = 60_000
 """GitHub refuses bodies over 65,536 characters."""

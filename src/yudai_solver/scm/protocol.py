@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import YudaiError
+from yudai_solver.base.errors import YudaiError
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..errors import InvalidInput, YudaiError
-from ..models import ChatSession, Solve, SolveRun, User, WebhookDelivery
-from ..schemas import SolveStart
-from ..settings import Settings
-from ..solves import start_solve
-from .hosts import is_github
-from .intake import store_issue
-from .protocol import IssueData, ScmError
+from yudai_solver.base.errors import InvalidInput, YudaiError
+from yudai_solver.base.models import ChatSession, Solve, SolveRun, User, WebhookDelivery
+from yudai_solver.base.schemas import SolveStart
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.solves import start_solve
+from yudai_solver.scm.hosts import is_github
+from yudai_solver.scm.intake import store_issue
+from yudai_solver.scm.protocol import IssueData, ScmError
 
 _COMMAND = re.compile(r"^/yudai\s+solve\b(?P<models>.*)$")
 STARTED, IGNORED, REJECTED, DUPLICATE = "started", "ignored", "rejected", "duplicate"
@@ -150,7 +150,7 @@ def _permitted(settings: Settings, event: str, trigger: Trigger) -> "Trigger | s
     if event != "issue_comment" or trigger.sender.lower() in settings.allowed_logins:
         return trigger
     if settings.webhook_allow_collaborators and trigger.sender:
-        from .github import GitHubHost
+        from yudai_solver.scm.github import GitHubHost
 
         try:
             if GitHubHost.from_settings(settings).is_collaborator(trigger.repo_url, trigger.sender):

@@ -1,5 +1,0 @@
-"""HTTP entry layer: parse, call one domain function, return a schema."""
-
-from .app import create_app
-
-__all__ = ["create_app"]

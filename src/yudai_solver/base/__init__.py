@@ -1,0 +1,1 @@
+"""The base layer: settings, errors, the database and its models, API schemas, statuses, git."""

@@ -1,0 +1,1 @@
+"""Entry points: the HTTP API and watch page, the CLI, and the embedded and demo modes."""

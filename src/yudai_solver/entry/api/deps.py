@@ -1,0 +1,55 @@
+"""Request-scoped dependencies, as `Annotated` aliases so routes read like prose."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+from sqlalchemy.orm import Session
+
+from yudai_solver.dispatch.protocol import Dispatcher
+from yudai_solver.base.models import User
+from yudai_solver.base.schemas import MAX_DB_INT
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.users import authenticate, require_admin
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """A session per request; routes that write call `commit()` themselves, anything else is rolled back."""
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+DbDep = Annotated[Session, Depends(get_db)]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_dispatcher(request: Request) -> Dispatcher:
+    return request.app.state.dispatcher
+
+
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+
+
+def current_user(db: DbDep, authorization: Annotated[str | None, Header()] = None) -> User:
+    return authenticate(db, authorization)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    require_admin(user)
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+RowId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+"""An integer id in a path: out-of-range numbers answer 422 before any query."""

@@ -1,0 +1,57 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from yudai_solver.solving import solves
+from yudai_solver.base.schemas import (MAX_DB_INT, CancelOut, Page, PullRequestOut, RunBrief, RunDetail, SolveListItem, SolveStart,
+                        SolveStarted, SolveStatus)
+from yudai_solver.scm import followup
+from yudai_solver.entry.api.deps import CurrentUser, DbDep, DispatcherDep, RowId, SettingsDep
+
+router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
+
+
+@router.post("/solve/start", status_code=201, response_model=SolveStarted)
+def start(session_id: RowId, body: SolveStart, db: DbDep, user: CurrentUser, settings: SettingsDep,
+          dispatcher: DispatcherDep):
+    solve, rows = solves.start_solve(db, user=user, session_id=session_id, request=body, settings=settings)
+    dispatcher.enqueue(db, solve, rows)
+    runs = [RunBrief.model_validate(r, from_attributes=True) for r in rows]
+    db.commit()
+    dispatcher.submit(solve.id)
+    return SolveStarted(solve_id=solve.id, status=solve.status, runs=runs)
+
+
+@router.get("/solve/status/{solve_id}", response_model=SolveStatus)
+def status(session_id: RowId, solve_id: str, db: DbDep, user: CurrentUser):
+    return solves.status(db, user=user, session_id=session_id, solve_id=solve_id)
+
+
+@router.get("/solve/{solve_id}/runs/{run_id}", response_model=RunDetail)
+def run_detail(session_id: RowId, solve_id: str, run_id: str, db: DbDep, user: CurrentUser):
+    return solves.get_run(db, user=user, session_id=session_id, solve_id=solve_id, run_id=run_id)
+
+
+@router.get("/solves", response_model=Page)
+def list_solves(session_id: RowId, db: DbDep, user: CurrentUser,
+                limit: Annotated[int, Query(gt=0, le=200)] = 20, offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0):
+    items, total = solves.list_solves(db, user=user, session_id=session_id, limit=limit, offset=offset)
+    return Page(items=[SolveListItem.model_validate(s) for s in items], total=total, limit=limit, offset=offset)
+
+
+@router.post("/solve/cancel/{solve_id}", response_model=CancelOut)
+def cancel(session_id: RowId, solve_id: str, db: DbDep, user: CurrentUser, dispatcher: DispatcherDep):
+    solve = solves.cancel(db, user=user, session_id=session_id, solve_id=solve_id)
+    db.commit()
+    dispatcher.cancel(solve.id)
+    return CancelOut(solve_id=solve.id, status=solve.status)
+
+
+@router.post("/solve/{solve_id}/pr", response_model=PullRequestOut)
+def pull_request(session_id: RowId, solve_id: str, request: Request, db: DbDep, user: CurrentUser,
+                 settings: SettingsDep):
+    """Open the champion's PR now, or again after a failure; a PR already open is answered, not repeated."""
+    solves.get_owned_solve(db, user=user, session_id=session_id, solve_id=solve_id)
+    db.rollback()  # no transaction held open (SQLite: no write lock) while git and GitHub work
+    outcome = followup.retry_pr(settings, request.app.state.session_factory, solve_id)
+    return PullRequestOut(solve_id=solve_id, run_id=outcome.run_id, pr_url=outcome.pr_url, pr_error=outcome.pr_error)

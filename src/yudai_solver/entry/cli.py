@@ -1,0 +1,264 @@
+"""The `yudai` command: the edge where settings are read and everything else is built."""
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from yudai_solver.base.settings import Settings
+
+app = typer.Typer(help="yudai-solver: many coding-agent attempts per issue, the best one kept.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
+model_app = typer.Typer(help="The shared model catalogue.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(model_app, name="model")
+console = Console()
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _migrated_factory(settings: Settings):
+    from yudai_solver.base.db import create_db_engine, create_session_factory
+    from yudai_solver.base.migrate import upgrade
+
+    upgrade(settings.resolved_database_url)
+    return create_session_factory(create_db_engine(settings.resolved_database_url))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply the schema migrations to YUDAI_DATABASE_URL."""
+    from yudai_solver.base.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.resolved_database_url, revision)
+    console.print(f"database at {_safe_url(settings.resolved_database_url)} is at revision {revision}")
+
+
+@db_app.command("queue-schema")
+def db_queue_schema() -> None:
+    """Apply procrastinate's job-queue schema (only for a PostgreSQL database made from init.sql)."""
+    from yudai_solver.base.migrate import apply_queue_schema
+
+    settings = _settings()
+    apply_queue_schema(settings.resolved_database_url)
+    console.print(f"job-queue schema applied to {_safe_url(settings.resolved_database_url)}")
+
+
+@user_app.command("create")
+def user_create(
+    name: str,
+    admin: Annotated[bool, typer.Option("--admin", help="May add and change models.")] = False,
+) -> None:
+    """Create a user; the new API token is the last line of the output (shown once, stored hashed)."""
+    from yudai_solver.base.db import transaction
+    from yudai_solver.solving.users import create_user
+
+    with transaction(_migrated_factory(_settings())) as session:
+        user, token = create_user(session, name=name, admin=admin)
+        role = "admin" if user.is_admin else "user"
+    console.print(f"created {role} {name!r} (id {user.id}); its API token follows, shown only this once:")
+    print(token)
+
+
+@model_app.command("add")
+def model_add(
+    name: str,
+    provider: Annotated[str, typer.Option(help="litellm provider, e.g. openai, anthropic, openrouter.")],
+    model_id: Annotated[str, typer.Option("--model-id", help="Model identifier for the provider's API.")],
+    api_base: Annotated[str | None, typer.Option("--api-base", help="OpenAI-compatible server URL.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens")] = None,
+) -> None:
+    """Add a model to the catalogue (API keys stay in the worker's environment, never in the database)."""
+    from yudai_solver.solving.ai_models import add_model
+    from yudai_solver.base.db import transaction
+    from yudai_solver.base.schemas import ModelConfig, ModelCreate
+
+    spec = ModelCreate(
+        name=name, provider=provider, model_id=model_id, config=ModelConfig(api_base=api_base, max_tokens=max_tokens)
+    )
+    with transaction(_migrated_factory(_settings())) as session:
+        row = add_model(session, spec)
+    console.print(f"added model {row.name!r} (id {row.id}): {row.provider}/{row.model_id}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker",
+                                         help="On PostgreSQL, also execute runs in this process.")] = True,
+) -> None:
+    """Migrate the database, then serve the API (and execute runs in this process)."""
+    import uvicorn
+
+    from yudai_solver.entry.api import create_app
+    from yudai_solver.dispatch.factory import create_dispatcher
+
+    settings = _settings()
+    factory = _migrated_factory(settings)
+    dispatcher = create_dispatcher(settings, factory, worker=worker)
+    api = create_app(settings, session_factory=factory, dispatcher=dispatcher)
+    uvicorn.run(api, host=host, port=port, log_level="info")
+
+
+@app.command("worker")
+def worker_command(
+    concurrency: Annotated[int, typer.Option(help="Runs executed at once by this worker.")] = 4,
+    graceful_timeout: Annotated[float, typer.Option(help="Seconds running runs get on SIGTERM before requeue.")] = 30,
+) -> None:
+    """Execute runs from the PostgreSQL job queue; start as many as you like, on any machine."""
+    import logging
+
+    from yudai_solver.dispatch.jobqueue import is_job_queue
+    from yudai_solver.dispatch.worker import QueueWorker
+
+    settings = _settings()
+    if not is_job_queue(settings):
+        raise typer.BadParameter("workers need a PostgreSQL YUDAI_DATABASE_URL (postgresql+psycopg://...)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    factory = _migrated_factory(settings)
+    console.print(f"worker on {_safe_url(settings.resolved_database_url)}, concurrency {concurrency}")
+    QueueWorker(settings, factory, concurrency=concurrency, graceful_timeout_s=graceful_timeout).run()
+
+
+@app.command()
+def solve(
+    repo: Annotated[str, typer.Argument(help="https:// git URL, or a local repository path.")],
+    model: Annotated[list[str], typer.Option("--model", help="Model name (repeat for several).")],
+    issue: Annotated[int | None, typer.Option("--issue", help="Issue number.")] = None,
+    issue_title: Annotated[str | None, typer.Option("--issue-title")] = None,
+    issue_body: Annotated[str, typer.Option("--issue-body")] = "",
+    temperature: Annotated[list[float] | None, typer.Option("--temperature", help="Repeat for several.")] = None,
+    evolution: Annotated[list[str] | None, typer.Option("--evolution", help="baseline, minimal-fix, test-first, reproduce-first.")] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel")] = None,
+    time_budget: Annotated[int | None, typer.Option("--time-budget", help="Seconds for the whole solve.")] = None,
+    cost_budget: Annotated[float | None, typer.Option("--cost-budget", help="USD for the whole solve.")] = None,
+    early_stop: Annotated[bool, typer.Option("--early-stop", help="Cancel the rest once a run passes.")] = False,
+    test_command: Annotated[str | None, typer.Option("--test-command")] = None,
+    setup_command: Annotated[str | None, typer.Option("--setup-command")] = None,
+    base_branch: Annotated[str, typer.Option("--base-branch")] = "main",
+    wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the solve ends.")] = False,
+    server: Annotated[str, typer.Option("--server", envvar="YUDAI_SERVER")] = "http://127.0.0.1:8000",
+    token: Annotated[str | None, typer.Option("--token", envvar="YUDAI_TOKEN")] = None,
+    embedded: Annotated[bool, typer.Option("--embedded", help="Run everything in this process (SQLite default).")] = False,
+) -> None:
+    """Submit a solve: every model x temperature x evolution is one run; the best passing one is the champion."""
+    if issue is None and issue_title is None:
+        raise typer.BadParameter("give --issue N, or --issue-title (and --issue-body)", param_hint="--issue")
+    body = {
+        "repo_url": repo, "issue_number": issue or 1, "base_branch": base_branch, "issue_title": issue_title,
+        "issue_body": issue_body if issue_title else None,
+        "matrix": {"models": model, "temperatures": temperature or [0.0], "evolutions": evolution or ["baseline"]},
+        "limits": {"max_parallel": max_parallel, "time_budget_s": time_budget, "cost_budget_usd": cost_budget,
+                   "early_stop": early_stop or None},
+        "test_command": test_command, "setup_command": setup_command,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    body["limits"] = {k: v for k, v in body["limits"].items() if v is not None}
+    if embedded:
+        _solve_embedded(_settings_allowing(repo), body)
+        return
+    if not token:
+        raise typer.BadParameter("give --token or set YUDAI_TOKEN (or use --embedded)", param_hint="--token")
+    from yudai_solver.entry.client import SolveClient
+
+    _submit(SolveClient(server, token), body, wait=wait)
+
+
+def _settings_allowing(repo: str) -> Settings:
+    """Embedded settings that also allow the local repository the user named on the command line."""
+    from pathlib import Path
+
+    settings = _settings()
+    if repo.startswith("https://"):
+        return settings
+    path = Path(repo.removeprefix("file://")).expanduser().resolve()
+    roots = ":".join(filter(None, [settings.local_repo_roots, str(path.parent)]))
+    return settings.model_copy(update={"local_repo_roots": roots})
+
+
+def _solve_embedded(settings: Settings, body: dict) -> None:
+    from pathlib import Path
+
+    from yudai_solver.entry.client import SolveClient
+    from yudai_solver.entry.embedded import embedded_server
+
+    if not body["repo_url"].startswith("https://"):
+        body["repo_url"] = str(Path(body["repo_url"].removeprefix("file://")).expanduser().resolve())
+    with embedded_server(settings) as (url, token):
+        _submit(SolveClient(url, token), body, wait=True)
+
+
+def _submit(client, body: dict, *, wait: bool) -> None:
+    from yudai_solver.entry.client import ApiError
+    from yudai_solver.entry.watch import show_outcome, watch
+
+    try:
+        session_id = client.create_session(f"cli: {body['repo_url']}#{body['issue_number']}")
+        started = client.start(session_id, body)
+    except ApiError as exc:
+        console.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"solve {started['solve_id']} started with {len(started['runs'])} runs (session {session_id})")
+    if not wait:
+        return
+    status = watch(client, session_id, started["solve_id"], console)
+    show_outcome(client, session_id, status, console)
+    raise typer.Exit(0 if status["status"] == "completed" else 1)
+
+
+@app.command()
+def demo() -> None:
+    """A first solve with no API key: a tiny repo with a failing test, three SCRIPTED models, the real pipeline."""
+    import time as _time
+
+    from yudai_solver.entry import demo as scenario
+    from yudai_solver.entry.client import SolveClient
+    from yudai_solver.entry.embedded import embedded_server
+    from yudai_solver.testing.scripted import ScriptedChatServer
+
+    settings = _settings()
+    root = settings.data_dir / "demo"
+    repo = scenario.create_repository(root / f"calc-{_time.strftime('%Y%m%d-%H%M%S')}")
+    settings = settings.model_copy(update={"local_repo_roots": ":".join(filter(None, [settings.local_repo_roots,
+                                                                                        str(root)]))})
+    console.print(f"[bold]yudai demo[/]: repository {repo} (add() subtracts; its test fails)")
+    console.print("models: [magenta]SCRIPTED[/] stand-ins served on 127.0.0.1 (no API key, no real LLM): "
+                  + ", ".join(scenario.SCRIPTS))
+    with ScriptedChatServer(scenario.SCRIPTS) as chat, embedded_server(settings) as (url, token):
+        client = SolveClient(url, token)
+        _register_scripted_models(client, chat.base_url, scenario.SCRIPTS)
+        body = {"repo_url": str(repo), "issue_number": 1, "issue_title": scenario.ISSUE_TITLE,
+                "issue_body": scenario.ISSUE_BODY, "matrix": {"models": list(scenario.SCRIPTS)},
+                "limits": {"max_parallel": 3, "time_budget_s": 300}, "test_command": scenario.TEST_COMMAND}
+        try:
+            _submit(client, body, wait=True)
+        finally:
+            console.print("With a real model: yudai model add gpt --provider openai --model-id gpt-4o-mini, export "
+                          "OPENAI_API_KEY, then: yudai solve PATH --embedded --model gpt --issue-title ... "
+                          "--test-command ...")
+
+
+def _register_scripted_models(client, api_base: str, names) -> None:
+    existing = {m["name"]: m for m in client.models()}
+    for name in names:
+        config = {"api_base": api_base}
+        if name in existing:
+            client.update_model(existing[name]["id"], {"config": config, "is_active": True})
+        else:
+            client.add_model({"name": name, "provider": "openai", "model_id": name, "config": config})
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    app()

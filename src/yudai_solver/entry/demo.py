@@ -1,0 +1,86 @@
+"""The newcomer's first solve: a tiny repository with a failing test, and three SCRIPTED models (no API key).
+
+The scripted models answer from `scripted.ScriptedChatServer` through the real litellm client, so everything
+else — workspace, sandbox, agent loop, tests, ranking — is the real pipeline.
+"""
+
+import subprocess
+from pathlib import Path
+
+from yudai_solver.testing.scripted import Step
+
+TEST_COMMAND = "python3 -m unittest discover -q"
+ISSUE_TITLE = "add() subtracts instead of adding"
+ISSUE_BODY = "calc.add(2, 3) returns -1; it should return 5. The test in test_calc.py shows it."
+
+CALC = '''def add(a, b):
+    return a - b
+
+
+def mul(a, b):
+    return a * b
+'''
+
+TESTS = '''import unittest
+
+from calc import add, mul
+
+
+class CalcTest(unittest.TestCase):
+    def test_add(self):
+        self.assertEqual(add(2, 3), 5)
+
+    def test_mul(self):
+        self.assertEqual(mul(2, 3), 6)
+
+
+if __name__ == "__main__":
+    unittest.main()
+'''
+
+REWRITE = '''cat > calc.py <<'EOF'
+"""Arithmetic helpers."""
+
+
+def add(a, b):
+    """Return the sum of a and b."""
+    return a + b
+
+
+def mul(a, b):
+    """Return the product of a and b."""
+    return a * b
+EOF
+printf 'add() fixed: it adds now.\\n' > CHANGES.md'''
+
+SCRIPTS: dict[str, list[Step]] = {
+    # Fixes the bug in one line: 1 insertion + 1 deletion in 1 file.
+    "scripted-minimal-fix": [
+        Step("cat calc.py", "Let me read the code."),
+        Step("sed -i 's/return a - b/return a + b/' calc.py", "add() subtracts; fix the operator."),
+        Step(TEST_COMMAND, "Run the tests."),
+    ],
+    # Fixes it too, with a bigger diff: rewrites calc.py and adds CHANGES.md.
+    "scripted-rewrite": [
+        Step("ls", "Look around."),
+        Step(REWRITE, "Rewrite the module with docstrings and note the change."),
+    ],
+    # Looks, changes nothing: its tests still fail.
+    "scripted-noop": [
+        Step("cat test_calc.py", "Read the test."),
+        Step("python3 -m unittest discover -q 2>&1 | tail -3", "Run the tests."),
+    ],
+}
+
+
+def create_repository(path: Path) -> Path:
+    """A git repository at `path` on branch main whose test fails until add() is fixed."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "calc.py").write_text(CALC)
+    (path / "test_calc.py").write_text(TESTS)
+    git = ["git", "-C", str(path)]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    identity = ["-c", "user.name=yudai demo", "-c", "user.email=demo@yudai.invalid"]
+    subprocess.run([*git, *identity, "commit", "-qm", "calc with a bug"], check=True)
+    return path

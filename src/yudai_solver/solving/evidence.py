@@ -1,0 +1,66 @@
+"""Each run's evidence for the ranking, gathered from its row, its diagnostics, the baseline and the verification.
+
+Per-test comparison (like SWE-bench's FAIL_TO_PASS / PASS_TO_PASS) needs both the baseline's and the run's report
+to be complete; otherwise the exit status decides, as it did before reports existed.
+"""
+
+from dataclasses import dataclass
+
+from yudai_solver.base import statuses
+from yudai_solver.execution.checks import report_from_json
+from yudai_solver.execution.testreport import compare
+from yudai_solver.solving.ranking import Evidence
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """The columns and the diagnostics of one run that the ranking needs."""
+
+    id: str
+    model: str
+    status: str
+    tests_passed: bool | None
+    loc_changed: int | None
+    files_changed: int | None
+    tokens: int | None
+    latency_ms: int | None
+    error_message: str | None
+    diagnostics: dict | None
+
+
+def gather(runs: list[RunFacts], *, baseline: dict | None, verification: dict | None, agreement: dict[str, int],
+           judged: str | None) -> list[Evidence]:
+    valid = [t["id"] for t in (verification or {}).get("tests", []) if t.get("valid")]
+    matrix = (verification or {}).get("matrix", {})
+    base = report_from_json((baseline or {}).get("report"))
+    return [_evidence(run, base, baseline, valid, matrix.get(run.id, {}), agreement.get(run.id, 1), judged)
+            for run in runs]
+
+
+def _evidence(run: RunFacts, base, baseline, valid: list[str], cells: dict, agreement: int, judged) -> Evidence:
+    diagnostics = run.diagnostics or {}
+    change = diagnostics.get("change")
+    modified = tuple((change or {}).get("tests_modified", ()))
+    tests = _test_evidence(run, base, baseline, diagnostics.get("test") or {}, frozenset(modified))
+    return Evidence(
+        id=run.id, model=run.model, status=run.status, tests_passed=run.tests_passed, loc_changed=run.loc_changed,
+        files_changed=run.files_changed, tokens=run.tokens, latency_ms=run.latency_ms, error=run.error_message,
+        source_changed=bool(change["source_files"]) if change is not None else bool(run.files_changed),
+        tests_modified=len(modified), reproduction_passed=sum(cells.get(t) is True for t in valid),
+        reproduction_total=len(valid), agreement=agreement if run.status == statuses.COMPLETED else 0,
+        judged=run.id == judged, **tests,
+    )
+
+
+def _test_evidence(run: RunFacts, base, baseline, test: dict, modified: frozenset[str]) -> dict:
+    if run.status != statuses.COMPLETED or run.tests_passed is None:
+        return {}
+    now = report_from_json(test.get("report"))
+    try:
+        result = compare(base, now, changed_test_files=modified) if base and now else None
+    except ValueError:  # reports of different runners: no test-by-test comparison
+        result = None
+    if result is None:
+        return {"tests_inconclusive": not run.tests_passed}
+    return {"regressions": tuple(result.regressions), "regressions_in_changed": tuple(result.regressions_in_changed_tests),
+            "base_failures_left": tuple(result.still_failing)}

@@ -1,0 +1,143 @@
+"""Solve lifecycle as the API sees it: start, status, one run, list, cancel."""
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from yudai_solver.solving import matrix as matrix_mod
+from yudai_solver.base import statuses
+from yudai_solver.solving.chat_sessions import get_owned_session
+from yudai_solver.base.errors import Conflict, NotFound
+from yudai_solver.execution.testpaths import validate_globs
+from yudai_solver.base.models import Solve, SolveRun, User, utcnow
+from yudai_solver.solving.reducer import end_unfinished_runs
+from yudai_solver.solving.repos import check_branch, check_local_branch, resolve_repo
+from yudai_solver.scm import intake
+from yudai_solver.base.schemas import Progress, RunSummary, SolveStart, SolveStatus
+from yudai_solver.base.settings import Settings
+
+SUMMARY_COLUMNS = [getattr(SolveRun, name) for name in RunSummary.model_fields]
+
+
+def start_solve(
+    session: Session, *, user: User, session_id: int, request: SolveStart, settings: Settings
+) -> tuple[Solve, list[SolveRun]]:
+    """Validate everything first, then write the solve and one pending run per experiment (caller commits)."""
+    chat = get_owned_session(session, user=user, session_id=session_id)
+    repo = resolve_repo(request.repo_url, settings.repo_roots)
+    branch = check_branch(request.base_branch)
+    check_local_branch(repo, branch)
+    experiments = matrix_mod.expand(
+        request.matrix, default_max_edits=settings.default_max_edits, max_experiments=settings.max_experiments
+    )
+    models = matrix_mod.resolve_models(session, request.matrix, experiments)
+    test_paths = validate_globs(request.test_paths) if request.test_paths is not None else None
+    if request.limits.judge_model is not None:
+        matrix_mod.resolve_model(session, request.limits.judge_model, field="limits.judge_model")
+    title, body = intake.issue_text(session, settings, request, repo)  # last: it may ask GitHub
+    limits = request.limits.model_dump(exclude_none=True)
+    solve = Solve(
+        id=_new_id(), user_id=user.id, session_id=chat.id, repo_url=repo, issue_number=request.issue_number,
+        base_branch=branch, status=statuses.PENDING, matrix={"experiments": [e.as_json() for e in experiments]},
+        limits=limits, requested_by=request.requested_by or user.name, max_parallel=request.limits.max_parallel,
+        time_budget_s=request.limits.time_budget_s, issue_title=title, issue_body=body,
+        setup_command=request.setup_command, test_command=request.test_command, create_pr=request.create_pr,
+        test_paths=test_paths,
+    )
+    session.add(solve)
+    session.flush()  # the solve row first: runs reference it
+    runs = [
+        SolveRun(id=e.run_id, solve_id=solve.id, model=models[e.model].name, temperature=e.temperature,
+                 max_edits=e.max_edits, evolution=e.evolution, status=statuses.PENDING)
+        for e in experiments
+    ]
+    session.add_all(runs)
+    session.flush()
+    return solve, runs
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def get_owned_solve(session: Session, *, user: User, session_id: int, solve_id: str) -> Solve:
+    """The user's own solve within that session; anything else answers like a missing one."""
+    get_owned_session(session, user=user, session_id=session_id)
+    solve = session.get(Solve, solve_id)
+    if solve is None or solve.user_id != user.id or solve.session_id != session_id:
+        raise NotFound(f"solve {solve_id} not found", field="solve_id")
+    return solve
+
+
+def run_summaries(session: Session, solve_id: str) -> list[RunSummary]:
+    """Run rows without trajectory_data or diagnostics: only the summary columns are selected."""
+    rows = session.execute(
+        select(*SUMMARY_COLUMNS).where(SolveRun.solve_id == solve_id).order_by(SolveRun.created_at, SolveRun.id)
+    )
+    return [RunSummary.model_validate(row._asdict()) for row in rows]
+
+
+def status(session: Session, *, user: User, session_id: int, solve_id: str) -> SolveStatus:
+    solve = get_owned_solve(session, user=user, session_id=session_id, solve_id=solve_id)
+    runs = run_summaries(session, solve.id)
+    return SolveStatus(
+        solve_id=solve.id, status=solve.status, progress=progress(solve, runs), runs=runs,
+        champion_run_id=solve.champion_run_id, error_message=solve.error_message, baseline=solve.baseline,
+        ranking=solve.ranking, verification=solve.verification, created_at=solve.created_at,
+        started_at=solve.started_at,
+        completed_at=solve.completed_at,
+    )
+
+
+def progress(solve: Solve, runs: list[RunSummary]) -> Progress:
+    counts = {name: sum(1 for r in runs if r.status == name) for name in statuses.ALL}
+    finished = sum(counts[name] for name in statuses.FINISHED)
+    elapsed = 0.0
+    if solve.started_at is not None:
+        elapsed = ((solve.completed_at or utcnow()) - solve.started_at).total_seconds()
+    return Progress(
+        runs_total=len(runs), runs_pending=counts["pending"], runs_running=counts["running"],
+        runs_completed=counts["completed"], runs_failed=counts["failed"], runs_cancelled=counts["cancelled"],
+        percent_complete=round(100.0 * finished / len(runs), 1) if runs else 100.0, elapsed_s=round(elapsed, 3),
+        time_budget_s=solve.time_budget_s, tokens_total=sum(r.tokens or 0 for r in runs),
+        cost_total=sum(r.cost or 0.0 for r in runs) + _judge_cost(solve),
+    )
+
+
+def _judge_cost(solve: Solve) -> float:
+    return ((solve.verification or {}).get("judge") or {}).get("cost") or 0.0
+
+
+def get_run(session: Session, *, user: User, session_id: int, solve_id: str, run_id: str) -> SolveRun:
+    get_owned_solve(session, user=user, session_id=session_id, solve_id=solve_id)
+    run = session.get(SolveRun, run_id)
+    if run is None or run.solve_id != solve_id:
+        raise NotFound(f"run {run_id} not found", field="run_id")
+    return run
+
+
+def list_solves(session: Session, *, user: User, session_id: int, limit: int, offset: int) -> tuple[list[Solve], int]:
+    get_owned_session(session, user=user, session_id=session_id)
+    where = (Solve.user_id == user.id, Solve.session_id == session_id)
+    total = session.scalar(select(func.count(Solve.id)).where(*where))
+    query = select(Solve).where(*where).order_by(Solve.created_at.desc(), Solve.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(query)), total or 0
+
+
+def cancel(session: Session, *, user: User, session_id: int, solve_id: str) -> Solve:
+    """Cancel the solve and its unfinished runs; a second cancel is harmless, a finished solve is a Conflict."""
+    solve = get_owned_solve(session, user=user, session_id=session_id, solve_id=solve_id)
+    if solve.status == statuses.CANCELLED:
+        return solve
+    if solve.status in statuses.FINISHED:
+        raise Conflict(f"solve {solve.id} has already ended: it is {solve.status}", field="status")
+    cancel_solve(session, solve, reason="cancelled by user")
+    return solve
+
+
+def cancel_solve(session: Session, solve: Solve, *, reason: str) -> None:
+    """Mark every unfinished run and the solve cancelled (running commands are killed by the dispatcher)."""
+    end_unfinished_runs(session, solve.id, statuses.CANCELLED, reason)
+    statuses.transition(solve, statuses.CANCELLED, error=reason)
+    session.flush()
