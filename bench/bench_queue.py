@@ -82,7 +82,7 @@ class Bench:
             user = session.get(User, self.user_id)
             solve, rows = start_solve(session, user=user, session_id=self.session_id, request=SolveStart(**body),
                                       settings=self.settings)
-            self.dispatcher.enqueue(session, solve, rows)
+            self.dispatcher.defer(session, solve, rows)
             committed = datetime.now(UTC)
             session.commit()
         return solve.id, committed

@@ -24,6 +24,7 @@ from yudai_solver.base.models import Solve, SolveRun, WebhookDelivery, utcnow
 from yudai_solver.scm import git as scm_git
 from yudai_solver.scm import pr_body
 from yudai_solver.scm.comments import report_on_issue
+from yudai_solver.execution.workspace import workspaces_for
 from yudai_solver.scm.followup import on_solve_ended
 from yudai_solver.scm.pr import open_champion_pr
 from yudai_solver.solving.users import create_user
@@ -74,6 +75,10 @@ class World:
     patch: str
     ids: tuple[int, int]
     user_token: str
+
+    @property
+    def workspaces(self):
+        return workspaces_for(self.settings)
 
     @property
     def user_id(self) -> int:
@@ -128,7 +133,7 @@ class World:
 def test_the_champion_gets_a_pull_request_that_tells_the_whole_story(world):
     solve_id = world.solve()
 
-    url = open_champion_pr(world.settings, world.factory, solve_id)
+    url = open_champion_pr(world.settings, world.factory, solve_id, world.workspaces)
 
     [call] = world.fake.calls("POST", r"/repos/acme/widgets/pulls")
     branch = f"yudai/issue-7-{solve_id[:8]}"
@@ -148,7 +153,7 @@ def test_the_champion_gets_a_pull_request_that_tells_the_whole_story(world):
 @sqlite_only
 def test_the_pushed_branch_holds_the_patch_as_one_commit_on_the_base(world):
     solve_id = world.solve()
-    open_champion_pr(world.settings, world.factory, solve_id)
+    open_champion_pr(world.settings, world.factory, solve_id, world.workspaces)
 
     branch = f"yudai/issue-7-{solve_id[:8]}"
     served = world.remote.root / "acme" / "widgets"
@@ -164,8 +169,8 @@ def test_the_pushed_branch_holds_the_patch_as_one_commit_on_the_base(world):
 
 def test_a_second_call_opens_no_second_pull_request(world):
     solve_id = world.solve()
-    first = open_champion_pr(world.settings, world.factory, solve_id)
-    second = on_solve_ended(world.settings, world.factory, solve_id)
+    first = open_champion_pr(world.settings, world.factory, solve_id, world.workspaces)
+    second = on_solve_ended(world.settings, world.factory, solve_id, world.workspaces)
 
     assert first == second and len(world.fake.calls("POST", r"/repos/acme/widgets/pulls")) == 1
 
@@ -177,7 +182,7 @@ def test_a_pull_request_already_open_for_the_branch_is_adopted_not_repeated(worl
         "number": 55, "state": "open", "head": {"ref": branch, "label": f"acme:{branch}"}, "base": {"ref": "main"},
         "html_url": "https://github.com/acme/widgets/pull/55"})
 
-    url = open_champion_pr(world.settings, world.factory, solve_id)
+    url = open_champion_pr(world.settings, world.factory, solve_id, world.workspaces)
 
     assert url == "https://github.com/acme/widgets/pull/55"
     assert len(world.fake.repos["acme/widgets"].pulls) == 1
@@ -189,7 +194,7 @@ def test_a_rejected_push_is_recorded_on_the_run_and_the_retry_endpoint_opens_the
     solve_id = world.solve()
     wrong = world.settings.model_copy(update={"github_token": None})
 
-    assert open_champion_pr(wrong, world.factory, solve_id) is None
+    assert open_champion_pr(wrong, world.factory, solve_id, workspaces_for(wrong)) is None
 
     champion = world.champion(solve_id)
     assert "pushing" in champion.diagnostics["pr_error"] and "no YUDAI_GITHUB_TOKEN" in champion.diagnostics["pr_error"]
@@ -208,7 +213,7 @@ def test_a_401_from_the_api_is_recorded_on_the_run(world):
     solve_id = world.solve()
     world.fake.token = "ghp_someone-else"
 
-    assert open_champion_pr(world.settings, world.factory, solve_id) is None
+    assert open_champion_pr(world.settings, world.factory, solve_id, world.workspaces) is None
 
     error = world.champion(solve_id).diagnostics["pr_error"]
     assert "opening a pull request in acme/widgets: GitHub answered 401 (Bad credentials)" == error
@@ -232,7 +237,7 @@ def test_the_retry_endpoint_refuses_a_solve_without_champion_and_other_users_sol
 def test_a_solve_that_asked_for_no_pr_gets_none_until_the_endpoint_is_called(world):
     solve_id = world.solve(create_pr=False)
 
-    assert open_champion_pr(world.settings, world.factory, solve_id) is None
+    assert open_champion_pr(world.settings, world.factory, solve_id, world.workspaces) is None
     assert world.fake.requests == [] and world.remote.server.pushes == []
     with app_client(world.factory, world.settings) as client:
         response = client.post(f"/sessions/{world.session_id}/solve/{solve_id}/pr",
@@ -248,7 +253,7 @@ def test_a_solve_that_asked_for_no_pr_gets_none_until_the_endpoint_is_called(wor
 def test_an_unusable_patch_opens_nothing_and_says_why(world, diagnostics, words):
     solve_id = world.solve(diagnostics=diagnostics)
 
-    assert open_champion_pr(world.settings, world.factory, solve_id) is None
+    assert open_champion_pr(world.settings, world.factory, solve_id, world.workspaces) is None
     assert words in world.champion(solve_id).diagnostics["pr_error"] and world.remote.server.pushes == []
 
 @sqlite_only
@@ -258,7 +263,7 @@ def test_a_local_repository_pushes_the_branch_to_its_origin(world, tmp_path):
     subprocess.run(["git", "-C", str(world.source), "remote", "add", "origin", str(origin)], check=True)
     solve_id = world.solve(repo_url=str(world.source))
 
-    url = open_champion_pr(world.settings, world.factory, solve_id)
+    url = open_champion_pr(world.settings, world.factory, solve_id, world.workspaces)
 
     branch = f"yudai/issue-7-{solve_id[:8]}"
     assert url == f"{origin}#{branch}" and world.champion(solve_id).pr_url == url
@@ -270,7 +275,7 @@ def test_a_local_repository_pushes_the_branch_to_its_origin(world, tmp_path):
 def test_a_local_repository_without_origin_records_why(world):
     solve_id = world.solve(repo_url=str(world.source))
 
-    assert open_champion_pr(world.settings, world.factory, solve_id) is None
+    assert open_champion_pr(world.settings, world.factory, solve_id, world.workspaces) is None
     assert "no `origin` remote" in world.champion(solve_id).diagnostics["pr_error"]
 
 
@@ -282,8 +287,8 @@ def test_a_webhook_started_solve_gets_one_comment_linking_the_pr(world):
         session.add_all([WebhookDelivery(delivery_id=f"d-{sid}", event="issues", outcome="started", solve_id=sid)
                          for sid in (solve_id, failed)])
 
-    on_solve_ended(world.settings, world.factory, solve_id)
-    on_solve_ended(world.settings, world.factory, failed)
+    on_solve_ended(world.settings, world.factory, solve_id, world.workspaces)
+    on_solve_ended(world.settings, world.factory, failed, world.workspaces)
     assert report_on_issue(world.settings, world.factory, solve_id) is None  # once only
 
     comments = [c["body"] for c in world.fake.repos["acme/widgets"].comments]
@@ -296,12 +301,13 @@ def test_the_token_is_never_on_disk_in_a_command_line_a_log_or_the_database(worl
     caplog.set_level(logging.DEBUG)
     monkeypatch.setattr(WorkspaceCache, "remove", lambda self, dest: None)  # keep the PR checkout to inspect it
     argv: list[str] = []
-    real_run = scm_git.subprocess.run
-    monkeypatch.setattr(scm_git.subprocess, "run", lambda args, **kw: (argv.extend(args), real_run(args, **kw))[1])
+    real_popen = scm_git.git.subprocess.Popen  # every git process starts here (yudai_solver.base.git)
+    monkeypatch.setattr(scm_git.git.subprocess, "Popen",
+                        lambda args, **kw: (argv.extend(args), real_popen(args, **kw))[1])
     ok, failing = world.solve(), world.solve()
-    open_champion_pr(world.settings, world.factory, ok)
+    open_champion_pr(world.settings, world.factory, ok, world.workspaces)
     world.fake.token = "ghp_someone-else"
-    open_champion_pr(world.settings, world.factory, failing)
+    open_champion_pr(world.settings, world.factory, failing, world.workspaces)
 
     secrets = (TOKEN, base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode())
     checkouts = list((world.settings.data_dir / "prs").iterdir())

@@ -5,6 +5,7 @@ and one solve per delivery id however often GitHub redelivers it.
 import hashlib
 import hmac
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -159,8 +160,6 @@ def test_without_an_owner_nothing_starts(session_factory, tmp_path, fake_github)
 
 
 def test_concurrent_redeliveries_start_one_solve(hook):
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(4) as pool:
         outcomes = list(pool.map(lambda _: deliver(hook, issue_payload(), delivery="raced").json()["outcome"],
                                  range(4)))

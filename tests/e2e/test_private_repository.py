@@ -4,8 +4,8 @@ import pytest
 
 from tests.fakes.fixtures import TOKEN, calc_repository, git_certificate  # noqa: F401 - fixtures
 from tests.fakes.git_http import GitHttpsServer
-from yudai_solver.execution.workspace import GitError
-from yudai_solver.scm.hosts import workspaces_for
+from yudai_solver.base.git import GitError
+from yudai_solver.execution.workspace import workspaces_for
 from yudai_solver.base.settings import Settings
 
 

@@ -135,5 +135,7 @@ def test_tampering_next_to_a_real_fix_ranks_below_it(pipeline, scripts, tmp_path
     assert solve.status == "completed"
     assert solve.champion_run_id == runs["scripted-minimal-fix"].id, solve.ranking["reason"]
     assert runs["fix-and-tamper"].tests_passed is True  # its source fix passes the base's own tests
-    assert "no existing test changed" in solve.ranking["reason"]
+    # Both made the same source change; the one that left the tests alone ranks first.
+    assert [e["run_id"] for e in solve.ranking["order"]] == [runs["scripted-minimal-fix"].id, runs["fix-and-tamper"].id]
+    assert solve.ranking["order"][1]["tests_modified"] == 1
     assert hidden_check_passes(pipeline, runs["scripted-minimal-fix"].diagnostics["patch"], tmp_path)

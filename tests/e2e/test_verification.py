@@ -128,7 +128,7 @@ def test_a_judge_that_answers_nonsense_changes_nothing(pipeline, scripts):
     runs = runs_by_model(pipeline.factory, solve_id)
     assert solve.verification["judge"]["run_id"] is None and solve.verification["judge"]["error"]
     assert solve.champion_run_id == runs["short"].id
-    assert "chosen over run" in solve.ranking["reason"] and "fewer changed lines" in solve.ranking["reason"]
+    assert "chosen over run" in solve.ranking["reason"] and "fewer changed source lines" in solve.ranking["reason"]
 
 
 def test_a_judge_model_that_does_not_exist_is_refused_at_start(pipeline, scripts):

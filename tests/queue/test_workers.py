@@ -146,7 +146,7 @@ def test_a_failed_start_leaves_no_job_behind(cluster):
         jobs_before = session.scalar(text("SELECT count(*) FROM procrastinate_jobs"))
         runs = session.scalars(select(SolveRun).where(SolveRun.solve_id == solve_id)).all()
         solve = session.get(Solve, solve_id)
-        dispatcher.enqueue(session, solve, runs)  # jobs deferred in this transaction...
+        dispatcher.defer(session, solve, runs)  # jobs deferred in this transaction...
         assert session.scalar(text("SELECT count(*) FROM procrastinate_jobs")) == jobs_before + 2
         session.rollback()  # ...which then fails: the jobs go with it
     with cluster.factory() as session:

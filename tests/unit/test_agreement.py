@@ -1,6 +1,6 @@
 """Runs agree when their source changes are the same up to formatting."""
 
-from yudai_solver.execution.agreement import fingerprint, groups
+from yudai_solver.solving.agreement import fingerprint, groups
 
 FIX = '''\
 def clamp(value, low, high):

@@ -38,7 +38,7 @@ def test_reproduction_score_beats_agreement_which_beats_size():
             run("proven", loc=50, reproduction_passed=4, reproduction_total=4)]
     ranking = rank(runs)
     assert [e.id for e in ranking.order] == ["proven", "agreed", "small"]
-    assert ranking.reason.startswith("passes 4 of 4 reproduction tests; 50 lines in 1 files; chosen over run agreed")
+    assert ranking.reason.startswith("passes 4 of 4 reproduction tests; 50 source lines in 1 files; chosen over run agreed")
     assert "more reproduction tests passed" in ranking.reason
 
 
@@ -74,3 +74,17 @@ def test_ranking_json_names_the_criteria_in_order_and_every_run():
     assert data["criteria"] == [c.name for c in CRITERIA]
     assert [(r["rank"], r["run_id"], r["qualified"]) for r in data["order"]] == [(1, "b", True), (2, "a", True),
                                                                                 (3, "n", False)]
+
+
+def test_the_reason_names_the_best_run_with_a_different_change_not_a_twin():
+    twin = run("twin", loc=3, fingerprint="f1", agreement=2)
+    champion = run("champ", loc=2, fingerprint="f1", agreement=2)
+    other = run("other", loc=1, fingerprint="f2")
+    reason = rank([twin, champion, other]).reason
+    assert "chosen over run other for more runs agree (2 runs agree vs 1 runs agree)" in reason
+
+
+def test_source_lines_decide_when_known_so_a_thorough_reproduction_test_is_no_handicap():
+    tested = run("tested", loc=30, source_loc=2)
+    bare = run("bare", loc=3, source_loc=3)
+    assert rank([bare, tested]).champion.id == "tested"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from yudai_solver.base.errors import InvalidInput
-from yudai_solver.execution.testpaths import (
+from yudai_solver.solving.testpaths import (
     DEFAULT_TEST_GLOBS,
     ChangeSplit,
     PatchSection,

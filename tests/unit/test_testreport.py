@@ -14,7 +14,7 @@ from textwrap import dedent
 
 import pytest
 
-from yudai_solver.execution.testreport import (
+from yudai_solver.solving.testreport import (
     MAX_IDS,
     Comparison,
     TestReport,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from yudai_solver.base.git import GitError
 from yudai_solver.execution.workspace import (
     GIT_USER_EMAIL,
     GIT_USER_NAME,
     BranchNotFound,
-    GitError,
     WorkspaceCache,
     mirror_name,
 )

@@ -1,12 +1,15 @@
 """Engine and session factory for SQLite (embedded default) and PostgreSQL, kept in lockstep."""
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar, overload
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -25,7 +28,7 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
-def _sqlite_on_connect(dbapi_connection, _record) -> None:
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
     dbapi_connection.isolation_level = None  # let the "begin" hook emit BEGIN itself
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -44,3 +47,27 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work is committed on success and rolled back on error: the caller owns the transaction."""
     with factory() as session, session.begin():
         yield session
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+_Scalar = TypeVar("_Scalar", bound=int | float | None)
+
+
+@overload
+def storable(value: str) -> str: ...
+@overload
+def storable(value: dict[_K, _V]) -> dict[_K, _V]: ...
+@overload
+def storable(value: list[_V] | tuple[_V, ...]) -> list[_V]: ...
+@overload
+def storable(value: _Scalar) -> _Scalar: ...
+def storable(value: object) -> object:
+    """`value` with NUL characters replaced: PostgreSQL text and JSONB refuse them, and commands print them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value

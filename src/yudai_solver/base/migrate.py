@@ -9,7 +9,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.schema import SchemaItem
 
 from yudai_solver.base.db import create_db_engine
 
@@ -48,12 +50,14 @@ def current(database_url: str) -> str | None:
         engine.dispose()
 
 
-def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
+def include_name(name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames) -> bool:
     """Alembic `include_name` hook: reflect everything except tables owned by other libraries."""
     return not (type_ == "table" and name is not None and name.startswith(FOREIGN_TABLE_PREFIXES))
 
 
-def include_object(obj, name: str | None, type_: str, reflected: bool, compare_to) -> bool:
+def include_object(
+    obj: SchemaItem, name: str | None, type_: NameFilterType, reflected: bool, compare_to: SchemaItem | None
+) -> bool:
     """Alembic `include_object` hook: the same filter for objects that reach comparison by another path."""
     table_name = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
     return not (table_name or "").startswith(FOREIGN_TABLE_PREFIXES)
@@ -69,6 +73,8 @@ def apply_queue_schema(database_url: str) -> None:
         if make_url(database_url).get_backend_name() != "postgresql":
             raise ValueError("the job queue exists only on PostgreSQL")
         with engine.begin() as conn:
-            conn.connection.driver_connection.execute(SchemaManager.get_schema())
+            driver_connection = conn.connection.driver_connection
+            assert driver_connection is not None  # a checked-out connection always has its driver's
+            driver_connection.execute(SchemaManager.get_schema())
     finally:
         engine.dispose()

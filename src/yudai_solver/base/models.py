@@ -4,6 +4,7 @@ Columns the seed does not name are additions this service needs; none of the see
 """
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -23,25 +24,26 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """TIMESTAMP WITH TIME ZONE that refuses naive datetimes and always returns aware UTC ones (SQLite too)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime refused; use datetime.now(UTC)")
         return value.astimezone(UTC)
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -94,7 +96,7 @@ class Issue(Timestamps, Base):
     number: Mapped[int] = mapped_column(Integer, nullable=False)
     title: Mapped[str] = mapped_column(Text, nullable=False)
     body: Mapped[str | None] = mapped_column(Text)
-    labels: Mapped[list | None] = mapped_column(JSONType)
+    labels: Mapped[list[str] | None] = mapped_column(JSONType)
     state: Mapped[str] = mapped_column(String(50), nullable=False, default="open", server_default="open")
 
 
@@ -109,7 +111,7 @@ class AIModel(Base):
     name: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
     provider: Mapped[str] = mapped_column(String(100), nullable=False)
     model_id: Mapped[str] = mapped_column(String(255), nullable=False)
-    config: Mapped[dict | None] = mapped_column(JSONType)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     is_active: Mapped[bool | None] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), server_default=func.now(), default=utcnow)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), onupdate=utcnow)
@@ -131,8 +133,8 @@ class Solve(Timestamps, Base):
     issue_number: Mapped[int] = mapped_column(Integer, nullable=False)
     base_branch: Mapped[str | None] = mapped_column(String(255), default="main", server_default="main")
     status: Mapped[str | None] = mapped_column(String(50), default="pending", server_default="pending")
-    matrix: Mapped[dict] = mapped_column(JSONType, nullable=False)
-    limits: Mapped[dict | None] = mapped_column(JSONType)
+    matrix: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    limits: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     requested_by: Mapped[str | None] = mapped_column(String(255))
     champion_run_id: Mapped[str | None] = mapped_column(
         ForeignKey("solve_runs.id", use_alter=True)
@@ -148,13 +150,13 @@ class Solve(Timestamps, Base):
     setup_command: Mapped[str | None] = mapped_column(Text)
     test_command: Mapped[str | None] = mapped_column(Text)
     create_pr: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=text("false"))
-    baseline: Mapped[dict | None] = mapped_column(JSONType)
-    ranking: Mapped[dict | None] = mapped_column(JSONType)
+    baseline: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    ranking: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     base_commit: Mapped[str | None] = mapped_column(String(64))
     """The commit all runs start from: pinned by the first run to check out, so runs compare like with like."""
-    test_paths: Mapped[list | None] = mapped_column(JSONType)
+    test_paths: Mapped[list[str] | None] = mapped_column(JSONType)
     """Globs naming the repository's test files (None: the defaults of `execution.testpaths`)."""
-    verification: Mapped[dict | None] = mapped_column(JSONType)
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     """Reproduction tests checked on the base and cross-checked against every candidate (see `verification`)."""
 
 
@@ -181,8 +183,8 @@ class SolveRun(Timestamps, Base):
     tokens: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     logs_url: Mapped[str | None] = mapped_column(String(1000))
-    diagnostics: Mapped[dict | None] = mapped_column(JSONType)
-    trajectory_data: Mapped[dict | None] = mapped_column(JSONType)
+    diagnostics: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    trajectory_data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     error_message: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -58,7 +58,7 @@ class ModelOut(BaseModel):
     name: str
     provider: str
     model_id: str
-    config: dict | None
+    config: dict[str, Any] | None
     is_active: bool | None
 
 
@@ -78,7 +78,7 @@ class IssueOut(BaseModel):
     number: int
     title: str
     body: str | None
-    labels: list | None
+    labels: list[str] | None
     state: str
 
 
@@ -197,9 +197,9 @@ class SolveStatus(BaseModel):
     runs: list[RunSummary]
     champion_run_id: str | None
     error_message: str | None
-    baseline: dict | None
-    ranking: dict | None
-    verification: dict | None = None
+    baseline: dict[str, Any] | None
+    ranking: dict[str, Any] | None
+    verification: dict[str, Any] | None = None
     """Reproduction tests checked on the base, the run x test matrix, and the judge's verdict, if any."""
     created_at: datetime | None
     started_at: datetime | None
@@ -212,8 +212,8 @@ class RunDetail(RunSummary):
     max_edits: int
     sandbox_id: str | None
     logs_url: str | None
-    diagnostics: dict | None
-    trajectory_data: dict | None
+    diagnostics: dict[str, Any] | None
+    trajectory_data: dict[str, Any] | None
     created_at: datetime | None
     updated_at: datetime | None
 

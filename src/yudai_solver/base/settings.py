@@ -1,6 +1,7 @@
 """Service settings, read from `YUDAI_*` environment variables once, at the edge, and passed down."""
 
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, field_validator
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
     """Labelling an issue with this label starts a solve."""
     webhook_owner: str = ""
     """User name that owns webhook-triggered solves; empty: webhooks start nothing."""
-    webhook_matrix: dict = Field(default_factory=dict)
+    webhook_matrix: dict[str, Any] = Field(default_factory=dict)
     """Experiment matrix of webhook-triggered solves (JSON), e.g. {"models": ["m"], "temperatures": [0.2]}."""
     webhook_test_command: str | None = None
     """Test command of webhook-triggered solves; None: detected per run."""

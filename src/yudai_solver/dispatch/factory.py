@@ -3,20 +3,15 @@
 from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.inprocess import InProcessDispatcher
+from yudai_solver.dispatch.jobqueue import JobQueueDispatcher, is_job_queue
 from yudai_solver.dispatch.protocol import Dispatcher
+from yudai_solver.dispatch.worker import QueueWorker
 
 
 def create_dispatcher(settings: Settings, session_factory: sessionmaker[Session], *, worker: bool = True) -> Dispatcher:
     """On PostgreSQL, `worker` also runs a queue worker in this process (`yudai serve` without `--no-worker`)."""
-    from yudai_solver.dispatch.jobqueue import JobQueueDispatcher, is_job_queue
-
     if not is_job_queue(settings):
-        from yudai_solver.dispatch.inprocess import InProcessDispatcher
-
         return InProcessDispatcher(settings, session_factory)
-    queue_worker = None
-    if worker:
-        from yudai_solver.dispatch.worker import QueueWorker
-
-        queue_worker = QueueWorker(settings, session_factory, concurrency=settings.max_concurrent_runs)
+    queue_worker = QueueWorker(settings, session_factory, concurrency=settings.max_concurrent_runs) if worker else None
     return JobQueueDispatcher(settings, session_factory, worker=queue_worker)

@@ -3,6 +3,8 @@
 A scheduler thread starts pending runs within `max_parallel` per solve and `max_concurrent_runs` overall, and
 enforces time budgets. It assumes it is the only executor of its database (the embedded default): at start it
 re-queues runs that a dead process left `running`, or fails them with "worker lost" after too many attempts.
+Whatever may have ended a solve (a run returning, a budget, a lost run, a stalled verification) is followed by
+`lifecycle.settle_solve`: in the run's thread after a run, in a thread of its own otherwise (budgets: inline).
 """
 
 import logging
@@ -15,28 +17,24 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base import statuses
 from yudai_solver.base.db import transaction
-from yudai_solver.execution.control import RunControl
-from yudai_solver.execution.followup import after_solve
-from yudai_solver.execution.verification import stalled as stalled_verifications
-from yudai_solver.execution.verification import verify_pending
 from yudai_solver.base.models import Solve, SolveRun
+from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.lifecycle import MAX_ATTEMPTS, STALE_VERIFICATION_S, run_env, settle_solve
+from yudai_solver.execution.control import RunControl
+from yudai_solver.execution.run import execute_run
+from yudai_solver.execution.verification import stalled as stalled_verifications
+from yudai_solver.sandboxes.e2b import kill_orphans
 from yudai_solver.solving.budgets import expire_over_budget
 from yudai_solver.solving.reducer import finish_if_done
-from yudai_solver.base.settings import Settings
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5
-MAX_ATTEMPTS = 2
 SWEEP_EVERY = 20  # ticks: every 10 s
-STALE_VERIFICATION_S = 30
 
 
 class InProcessDispatcher:
     def __init__(self, settings: Settings, session_factory: sessionmaker[Session]):
-        from yudai_solver.execution.run import RunEnv
-        from yudai_solver.scm.hosts import workspaces_for
-
-        self.env = RunEnv(settings, session_factory, workspaces_for(settings))
+        self.env = run_env(settings, session_factory)
         self.settings, self.factory = settings, session_factory
         self._controls: dict[str, RunControl] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -46,21 +44,22 @@ class InProcessDispatcher:
         self._scheduler: threading.Thread | None = None
 
     def start(self) -> None:
-        for solve_id in recover_lost_runs(self.factory):
-            after_solve(self.settings, self.factory, solve_id)
-        for solve_id in stalled_verifications(self.factory, older_than_s=0):  # ours alone: none is alive
-            self._launch_verification(solve_id)
+        recovered = recover_lost_runs(self.factory)
+        stalled = stalled_verifications(self.factory, older_than_s=0)  # ours alone: none is alive
+        for solve_id in sorted(recovered.union(stalled)):
+            self._launch_settle(solve_id)
         if self.settings.sandbox == "e2b":  # every run of this database is ours: none still runs elsewhere
-            from yudai_solver.sandboxes.e2b import kill_orphans
-
             kill_orphans(self.settings)
         self._scheduler = threading.Thread(target=self._loop, name="yudai-scheduler", daemon=True)
         self._scheduler.start()
 
-    def enqueue(self, session, solve, runs) -> None:
-        """Nothing to do: the pending rows are this dispatcher's queue."""
+    def dispatch(self, session: Session, solve: Solve, runs: list[SolveRun]) -> None:
+        """The committed pending rows are this dispatcher's queue: commit, then wake the scheduler."""
+        session.commit()
+        self.submit(solve.id)
 
     def submit(self, solve_id: str) -> None:
+        """Pending runs were committed (by `dispatch`, or by a caller's own transaction): schedule them now."""
         self._wake.set()
 
     def cancel(self, solve_id: str) -> None:
@@ -141,47 +140,47 @@ class InProcessDispatcher:
         thread.start()
 
     def _execute(self, control: RunControl) -> None:
-        from yudai_solver.execution.run import execute_run
-
         try:
             cancelled = execute_run(self.env, control)
             self._stop_runs([c for c in self._active() if c.run_id in cancelled], "early stop")
+            settle_solve(self.env, control.solve_id)
         except Exception:  # noqa: BLE001 - execute_run records failures; this guards the thread itself
             log.exception("run %s crashed outside its own error handling", control.run_id)
         finally:
-            with self._lock:
-                self._controls.pop(control.run_id, None)
-                self._threads.pop(control.run_id, None)
+            self._forget(control)
             self._wake.set()
 
-    def _launch_verification(self, solve_id: str) -> None:
-        key = f"verify:{solve_id}"
+    def _launch_settle(self, solve_id: str) -> None:
+        """Settle a solve in a thread of its own, which `cancel` and `stop` reach like a run's."""
+        key = f"settle:{solve_id}"
         control = RunControl(key, solve_id)
-        thread = threading.Thread(target=self._verify, args=(control,), name=f"verify-{solve_id[:8]}", daemon=True)
+        thread = threading.Thread(target=self._settle, args=(control,), name=f"settle-{solve_id[:8]}", daemon=True)
         with self._lock:
             self._controls[key], self._threads[key] = control, thread
         thread.start()
 
-    def _verify(self, control: RunControl) -> None:
+    def _settle(self, control: RunControl) -> None:
         try:
-            verify_pending(self.env, control.solve_id, control)
-            after_solve(self.settings, self.factory, control.solve_id)
+            settle_solve(self.env, control.solve_id, control)
         except Exception:  # noqa: BLE001 - guards the thread; the next start or sweep picks it up again
-            log.exception("verification of solve %s crashed", control.solve_id)
+            log.exception("settling solve %s crashed", control.solve_id)
         finally:
-            with self._lock:
-                self._controls.pop(control.run_id, None)
-                self._threads.pop(control.run_id, None)
+            self._forget(control)
+
+    def _forget(self, control: RunControl) -> None:
+        with self._lock:
+            self._controls.pop(control.run_id, None)
+            self._threads.pop(control.run_id, None)
 
     def _resume_verifications(self) -> None:
         for solve_id in stalled_verifications(self.factory, older_than_s=STALE_VERIFICATION_S):
-            if f"verify:{solve_id}" not in self._controls:
-                self._launch_verification(solve_id)
+            if f"settle:{solve_id}" not in self._controls:
+                self._launch_settle(solve_id)
 
     def _enforce_budgets(self) -> None:
         for solve_id in expire_over_budget(self.factory):
             self._stop_runs([c for c in self._active() if c.solve_id == solve_id], "budget exceeded")
-            after_solve(self.settings, self.factory, solve_id)
+            settle_solve(self.env, solve_id)
 
     def _pending_exists(self) -> bool:
         with self.factory() as session:

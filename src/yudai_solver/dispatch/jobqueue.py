@@ -4,35 +4,19 @@ A solve's `max_parallel` holds across workers through procrastinate locks: run i
 `solve:<id>:<i mod max_parallel>`, and jobs sharing a lock never run at the same time.
 """
 
-from sqlalchemy import select
+import procrastinate
+from sqlalchemy import Select, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base.models import Solve, SolveRun
 from yudai_solver.base.settings import Settings
-
-QUEUE = "runs"
-TASK_NAME = "yudai.run"
-
-
-def conninfo(database_url: str) -> str:
-    """libpq's form of a `postgresql+psycopg://` URL, for procrastinate's own connections."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+from yudai_solver.dispatch.jobtask import QUEUE, TASK_NAME, create_queue_app
+from yudai_solver.dispatch.worker import QueueWorker
 
 
 def is_job_queue(settings: Settings) -> bool:
     return make_url(settings.resolved_database_url).get_backend_name() == "postgresql"
-
-
-def create_queue_app(settings: Settings):
-    """The procrastinate app with our one task; opened by whoever uses it (API: sync, worker: async)."""
-    import procrastinate
-
-    from yudai_solver.dispatch.jobtask import register
-
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(settings.resolved_database_url)))
-    register(app)
-    return app
 
 
 def run_lock(solve: Solve, index: int) -> str | None:
@@ -49,7 +33,8 @@ def driver_connection(session: Session):
 class JobQueueDispatcher:
     """The API side: defers jobs in the caller's transaction and aborts them on cancel."""
 
-    def __init__(self, settings: Settings, session_factory, *, worker=None):
+    def __init__(self, settings: Settings, session_factory: sessionmaker[Session], *,
+                 worker: QueueWorker | None = None):
         self.settings, self.factory = settings, session_factory
         self.app = create_queue_app(settings)
         self.worker = worker
@@ -62,7 +47,12 @@ class JobQueueDispatcher:
         if self.worker is not None:
             self.worker.stop()
 
-    def enqueue(self, session: Session, solve: Solve, runs: list[SolveRun]) -> None:
+    def dispatch(self, session: Session, solve: Solve, runs: list[SolveRun]) -> None:
+        """Jobs and rows commit together; workers then hear of the jobs through LISTEN/NOTIFY (and poll)."""
+        self.defer(session, solve, runs)
+        session.commit()
+
+    def defer(self, session: Session, solve: Solve, runs: list[SolveRun]) -> None:
         """One job per run, in the session's transaction: no row without a job, no job without a row."""
         connection = driver_connection(session)
         task = self.app.tasks[TASK_NAME]
@@ -71,15 +61,12 @@ class JobQueueDispatcher:
             run.job_id = deferrer.defer(run_id=run.id, solve_id=solve.id)
         session.flush()
 
-    def submit(self, solve_id: str) -> None:
-        """Nothing to do: workers hear of committed jobs through LISTEN/NOTIFY (and poll as a fallback)."""
-
     def cancel(self, solve_id: str) -> None:
         with self.factory() as session, session.begin():
             abort_jobs(self.app, session, select(SolveRun.job_id).where(SolveRun.solve_id == solve_id))
 
 
-def abort_jobs(app, session: Session, job_ids_query) -> None:
+def abort_jobs(app: procrastinate.App, session: Session, job_ids_query: Select) -> None:
     """Queued jobs are cancelled unrun; running ones are asked to abort (their worker kills the command)."""
     connection = driver_connection(session)
     for job_id in session.scalars(job_ids_query):

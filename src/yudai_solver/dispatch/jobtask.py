@@ -1,15 +1,20 @@
-"""The procrastinate task that executes one run, and the watch that stops it from afar."""
+"""The procrastinate app with its one task, which executes a run, and the watch that stops the run from afar."""
 
 import threading
 
-from procrastinate import JobContext, RetryStrategy
+from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.job_context import AbortReason
+from sqlalchemy.engine import make_url
 
 from yudai_solver.base import statuses
+from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.lifecycle import settle_solve
 from yudai_solver.execution import records
 from yudai_solver.execution.control import RunControl
-from yudai_solver.dispatch.jobqueue import QUEUE, TASK_NAME
+from yudai_solver.execution.run import RunEnv, execute_run
 
+QUEUE = "runs"
+TASK_NAME = "yudai.run"
 WATCH_INTERVAL_S = 0.25
 HEARTBEAT_EVERY = 8  # watch ticks: the run's heartbeat is written every 2 s
 
@@ -18,18 +23,30 @@ class Requeue(Exception):
     """The worker is shutting down; the run was put back to pending and its job is retried elsewhere."""
 
 
-def register(app) -> None:
+def conninfo(database_url: str) -> str:
+    """libpq's form of a `postgresql+psycopg://` URL, for procrastinate's own connections."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_queue_app(settings: Settings) -> App:
+    """The procrastinate app with our one task; opened by whoever uses it (API: sync, worker: async)."""
+    app = App(connector=PsycopgConnector(conninfo=conninfo(settings.resolved_database_url)))
+    register(app)
+    return app
+
+
+def register(app: App) -> None:
     @app.task(name=TASK_NAME, queue=QUEUE, pass_context=True,
               retry=RetryStrategy(max_attempts=10, wait=0, retry_exceptions={Requeue}))
     def run_job(context: JobContext, run_id: str, solve_id: str) -> None:
-        from yudai_solver.execution.run import execute_run
-
-        env = context.additional_context["env"]
+        """Runs that early stop cancels are stopped by their own watches (their rows have ended)."""
+        env: RunEnv = context.additional_context["env"]
         control = RunControl(run_id, solve_id)
         with RunWatch(env.session_factory, context, control):
             execute_run(env, control)
         if control.requeue:
             raise Requeue(run_id)
+        settle_solve(env, solve_id)
 
 
 class RunWatch:

@@ -2,16 +2,18 @@
 
 from typing import Protocol
 
+from sqlalchemy.orm import Session
+
+from yudai_solver.base.models import Solve, SolveRun
+
 
 class Dispatcher(Protocol):
     def start(self) -> None:
         """Begin executing: pick up pending runs and settle runs a dead process left running."""
 
-    def enqueue(self, session, solve, runs) -> None:
-        """Inside the caller's transaction, before commit: make the new runs executable (e.g. defer jobs)."""
-
-    def submit(self, solve_id: str) -> None:
-        """The solve's runs were committed as pending; execute them within the solve's limits."""
+    def dispatch(self, session: Session, solve: Solve, runs: list[SolveRun]) -> None:
+        """Commit the session holding the solve's new pending runs, and have them executed within the solve's
+        limits: whatever must go in that transaction (e.g. jobs) goes in before the commit, the rest after it."""
 
     def cancel(self, solve_id: str) -> None:
         """The solve was cancelled in the database; stop its running commands now."""
@@ -25,9 +27,8 @@ class NullDispatcher:
 
     def start(self) -> None: ...
 
-    def enqueue(self, session, solve, runs) -> None: ...
-
-    def submit(self, solve_id: str) -> None: ...
+    def dispatch(self, session: Session, solve: Solve, runs: list[SolveRun]) -> None:
+        session.commit()
 
     def cancel(self, solve_id: str) -> None: ...
 

@@ -3,6 +3,8 @@
 Any number of workers on any machines that reach the database. Each one also enforces time budgets and settles
 runs whose worker died (SIGKILL, OOM): those are found by procrastinate's worker heartbeats and re-run, or failed
 as "worker lost" after too many attempts. Both are idempotent, so it does not matter which worker does it.
+A run's job settles its solve (`lifecycle.settle_solve`) after the run; the upkeep settles, in threads of their
+own, the solves it may have ended and those whose verification stalled.
 """
 
 import asyncio
@@ -12,17 +14,15 @@ import threading
 
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate.worker import Worker
+from sqlalchemy.orm import Session, sessionmaker
 
-from yudai_solver.execution import records
-from yudai_solver.execution.followup import after_solve
-from yudai_solver.execution.run import RunEnv
-from yudai_solver.execution.verification import stalled as stalled_verifications
-from yudai_solver.execution.verification import verify_pending
-from yudai_solver.scm.hosts import workspaces_for
 from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.jobtask import QUEUE, TASK_NAME, create_queue_app
+from yudai_solver.dispatch.lifecycle import MAX_ATTEMPTS, STALE_VERIFICATION_S, run_env, settle_solve
+from yudai_solver.execution import records
+from yudai_solver.execution.verification import stalled as stalled_verifications
+from yudai_solver.sandboxes.e2b import kill_orphans
 from yudai_solver.solving.budgets import expire_over_budget
-from yudai_solver.dispatch.inprocess import MAX_ATTEMPTS, STALE_VERIFICATION_S
-from yudai_solver.dispatch.jobqueue import QUEUE, create_queue_app
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
@@ -33,9 +33,9 @@ SILENT_AFTER_S = 60.0
 
 
 class QueueWorker:
-    def __init__(self, settings: Settings, session_factory, *, concurrency: int, graceful_timeout_s: float = 30,
-                 install_signal_handlers: bool = True):
-        self.env = RunEnv(settings, session_factory, workspaces_for(settings))
+    def __init__(self, settings: Settings, session_factory: sessionmaker[Session], *, concurrency: int,
+                 graceful_timeout_s: float = 30, install_signal_handlers: bool = True):
+        self.env = run_env(settings, session_factory)
         self.app = create_queue_app(settings)
         self.options = dict(
             queues=[QUEUE], name=f"yudai-{socket.gethostname()}", concurrency=concurrency,
@@ -49,7 +49,8 @@ class QueueWorker:
 
     def run(self) -> None:
         """Work in the foreground until SIGINT/SIGTERM (graceful: running runs get the grace period, then requeue)."""
-        # The agent stack (mini-swe-agent, litellm) takes seconds to import: pay it before taking the first job.
+        # Lazy on purpose: the agent stack (mini-swe-agent, litellm) takes seconds to import, which only a process
+        # that executes runs should pay; here, before taking the first job rather than inside it.
         import yudai_solver.execution.agent  # noqa: F401
 
         asyncio.run(self._main())
@@ -85,7 +86,7 @@ class QueueWorker:
             tick += 1
             try:
                 for solve_id in await asyncio.to_thread(expire_over_budget, self.env.session_factory):
-                    await asyncio.to_thread(after_solve, self.env.settings, self.env.session_factory, solve_id)
+                    self._launch_settle(solve_id)
                 if tick % STALLED_EVERY == 0:
                     await self._settle_stalled_jobs()
                     await self._settle_silent_runs()
@@ -102,8 +103,7 @@ class QueueWorker:
                 await manager.retry_job(job)
             else:
                 await manager.finish_job(job, status=procrastinate_jobs.Status.FAILED, delete_job=False)
-                await asyncio.to_thread(after_solve, self.env.settings, self.env.session_factory,
-                                        job.task_kwargs["solve_id"])
+                self._launch_settle(job.task_kwargs["solve_id"])
         await manager.prune_stalled_workers(seconds_since_heartbeat=STALLED_AFTER_S)
 
     async def _settle_silent_runs(self) -> None:
@@ -111,49 +111,46 @@ class QueueWorker:
         database outage): re-run them through a new job, or fail them as "worker lost"."""
         silent = await asyncio.to_thread(records.silent_runs, self.env.session_factory, older_than_s=SILENT_AFTER_S)
         for run_id, solve_id, job_id in silent:
-            if job_id is not None and await self._job_status(job_id) == "doing":
+            job = await self._job(job_id)
+            if job is not None and job.status == procrastinate_jobs.Status.DOING.value:
                 continue  # procrastinate's stalled-worker path owns it
             outcome = await asyncio.to_thread(records.settle_lost_run, self.env.session_factory, run_id,
                                               max_attempts=MAX_ATTEMPTS)
             if outcome == "retry":
-                await self._defer_again(run_id, solve_id, job_id)
+                await self._defer_again(run_id, solve_id, lock=job.lock if job is not None else None)
             else:
-                await asyncio.to_thread(after_solve, self.env.settings, self.env.session_factory, solve_id)
+                self._launch_settle(solve_id)
 
     async def _resume_verifications(self) -> None:
-        """Verifications whose worker died (or never claimed them) start again here, in a thread of their own."""
+        """Verifications whose worker died (or never claimed them) start again here."""
         for solve_id in await asyncio.to_thread(stalled_verifications, self.env.session_factory,
                                                 older_than_s=STALE_VERIFICATION_S):
-            threading.Thread(target=self._verify, args=(solve_id,), name=f"verify-{solve_id[:8]}", daemon=True).start()
+            self._launch_settle(solve_id)
 
-    def _verify(self, solve_id: str) -> None:
+    def _launch_settle(self, solve_id: str) -> None:
+        """The solve may have ended: its verification and follow-up, in a thread of their own (a verification
+        takes minutes; the upkeep must go on)."""
+        threading.Thread(target=self._settle, args=(solve_id,), name=f"settle-{solve_id[:8]}",
+                         daemon=True).start()
+
+    def _settle(self, solve_id: str) -> None:
         try:
-            verify_pending(self.env, solve_id)
-            after_solve(self.env.settings, self.env.session_factory, solve_id)
-        except Exception:  # noqa: BLE001 - guards the thread; the next sweep picks it up again
-            log.exception("verification of solve %s crashed", solve_id)
+            settle_solve(self.env, solve_id)
+        except Exception:  # noqa: BLE001 - guards the thread; the next sweep picks a stalled verification up again
+            log.exception("settling solve %s crashed", solve_id)
 
-    async def _job_status(self, job_id: int) -> str | None:
-        status = await self.app.job_manager.get_job_status_async(job_id)
-        return status.value if status else None
+    async def _job(self, job_id: int | None) -> procrastinate_jobs.Job | None:
+        if job_id is None:
+            return None
+        found = await self.app.job_manager.list_jobs_async(id=job_id)
+        return next(iter(found), None)
 
-    async def _defer_again(self, run_id: str, solve_id: str, old_job_id: int | None) -> None:
-        from yudai_solver.dispatch.jobqueue import TASK_NAME
-
-        lock = await self._job_lock(old_job_id)
+    async def _defer_again(self, run_id: str, solve_id: str, *, lock: str | None) -> None:
+        """A new job for a run whose old one is gone or over, under the old one's lock (the solve's `max_parallel`)."""
         job_id = await self.app.tasks[TASK_NAME].configure(lock=lock, queue=QUEUE).defer_async(
             run_id=run_id, solve_id=solve_id)
         await asyncio.to_thread(records.set_job, self.env.session_factory, run_id, job_id)
 
-    async def _job_lock(self, job_id: int | None) -> str | None:
-        if job_id is None:
-            return None
-        rows = await self.app.connector.execute_query_all_async(
-            "SELECT lock FROM procrastinate_jobs WHERE id = %(id)s", id=job_id)
-        return rows[0]["lock"] if rows else None
-
     def _kill_orphaned_sandboxes(self) -> None:
         """E2B sandboxes this worker's owner left behind (a crash), sparing those of runs still running."""
-        from yudai_solver.sandboxes.e2b import kill_orphans
-
         kill_orphans(self.env.settings, keep=records.running_sandbox_ids(self.env.session_factory))

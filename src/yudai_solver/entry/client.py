@@ -1,5 +1,7 @@
 """A small HTTP client of the yudai API, used by the CLI (against a server or the embedded one)."""
 
+from typing import Any
+
 import httpx
 
 from yudai_solver.base.errors import YudaiError
@@ -13,35 +15,42 @@ class SolveClient:
     def __init__(self, base_url: str, token: str, *, timeout: float = 30):
         self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
 
-    def _call(self, method: str, path: str, **kwargs) -> dict | list:
-        response = self.http.request(method, path, **kwargs)
+    def _call(self, method: str, path: str, *, json: object = None) -> Any:
+        """The decoded JSON body of the answer (its shape is the endpoint's response model); ApiError if refused."""
+        response = self.http.request(method, path, json=json)
         if response.status_code >= 400:
             raise ApiError(f"{method} {path} -> {response.status_code}: {response.text}")
         return response.json()
 
+    def _object(self, method: str, path: str, *, json: object = None) -> dict[str, Any]:
+        data: dict[str, Any] = self._call(method, path, json=json)
+        return data
+
     def create_session(self, title: str) -> int:
-        return self._call("POST", "/sessions", json={"title": title})["id"]
+        session_id: int = self._object("POST", "/sessions", json={"title": title})["id"]
+        return session_id
 
-    def add_model(self, spec: dict) -> dict:
-        return self._call("POST", "/models", json=spec)
+    def add_model(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._object("POST", "/models", json=spec)
 
-    def models(self) -> list[dict]:
-        return self._call("GET", "/models")
+    def models(self) -> list[dict[str, Any]]:
+        models: list[dict[str, Any]] = self._call("GET", "/models")
+        return models
 
-    def update_model(self, model_id: int, patch: dict) -> dict:
-        return self._call("PATCH", f"/models/{model_id}", json=patch)
+    def update_model(self, model_id: int, patch: dict[str, Any]) -> dict[str, Any]:
+        return self._object("PATCH", f"/models/{model_id}", json=patch)
 
-    def start(self, session_id: int, body: dict) -> dict:
-        return self._call("POST", f"/sessions/{session_id}/solve/start", json=body)
+    def start(self, session_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self._object("POST", f"/sessions/{session_id}/solve/start", json=body)
 
-    def status(self, session_id: int, solve_id: str) -> dict:
-        return self._call("GET", f"/sessions/{session_id}/solve/status/{solve_id}")
+    def status(self, session_id: int, solve_id: str) -> dict[str, Any]:
+        return self._object("GET", f"/sessions/{session_id}/solve/status/{solve_id}")
 
-    def run(self, session_id: int, solve_id: str, run_id: str) -> dict:
-        return self._call("GET", f"/sessions/{session_id}/solve/{solve_id}/runs/{run_id}")
+    def run(self, session_id: int, solve_id: str, run_id: str) -> dict[str, Any]:
+        return self._object("GET", f"/sessions/{session_id}/solve/{solve_id}/runs/{run_id}")
 
-    def cancel(self, session_id: int, solve_id: str) -> dict:
-        return self._call("POST", f"/sessions/{session_id}/solve/cancel/{solve_id}")
+    def cancel(self, session_id: int, solve_id: str) -> dict[str, Any]:
+        return self._object("POST", f"/sessions/{session_id}/solve/cancel/{solve_id}")
 
     def close(self) -> None:
         self.http.close()

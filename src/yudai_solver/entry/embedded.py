@@ -5,11 +5,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import uvicorn
+from sqlalchemy import select
+
 from yudai_solver.base.db import create_db_engine, create_session_factory, transaction
 from yudai_solver.base.migrate import upgrade
 from yudai_solver.base.models import User
 from yudai_solver.base.settings import Settings
-from yudai_solver.solving.users import hash_token, new_token
+from yudai_solver.dispatch.factory import create_dispatcher
+from yudai_solver.entry.api import create_app
+from yudai_solver.solving.users import create_user, hash_token, new_token
 
 EMBEDDED_USER = "local"
 
@@ -17,11 +22,6 @@ EMBEDDED_USER = "local"
 @contextmanager
 def embedded_server(settings: Settings) -> Iterator[tuple[str, str]]:
     """Yield (base URL, token of the local user) of an API served in a thread of this process."""
-    import uvicorn
-
-    from yudai_solver.entry.api import create_app
-    from yudai_solver.dispatch.factory import create_dispatcher
-
     upgrade(settings.resolved_database_url)
     factory = create_session_factory(create_db_engine(settings.resolved_database_url))
     token = _local_token(factory)
@@ -48,10 +48,6 @@ def _wait_started(server, timeout: float = 30) -> str:
 
 def _local_token(factory) -> str:
     """A fresh token for the embedded user (created on first use); the old one stops working."""
-    from sqlalchemy import select
-
-    from yudai_solver.solving.users import create_user
-
     with transaction(factory) as session:
         user = session.scalar(select(User).where(User.name == EMBEDDED_USER))
         if user is None:

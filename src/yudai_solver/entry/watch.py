@@ -1,6 +1,7 @@
 """Live progress of a solve in the terminal: a Rich table of its runs, then the champion and its patch."""
 
 import time
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -13,7 +14,7 @@ FINISHED = {"completed", "failed", "cancelled"}
 STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "pending": "dim"}
 
 
-def runs_table(status: dict) -> Table:
+def runs_table(status: dict[str, Any]) -> Table:
     p = status["progress"]
     title = (f"solve {status['solve_id'][:8]} — {status['status']} — {p['percent_complete']:.0f}% "
              f"({p['elapsed_s']:.1f}s, {p['tokens_total']} tokens)")
@@ -31,7 +32,7 @@ def runs_table(status: dict) -> Table:
     return table
 
 
-def verification_table(status: dict) -> Table:
+def verification_table(status: dict[str, Any]) -> Table:
     """Run x reproduction test: which candidate's fix passes which valid test (the base's verdict as the title)."""
     verification = status.get("verification") or {}
     tests = verification.get("tests") or []
@@ -47,11 +48,13 @@ def verification_table(status: dict) -> Table:
     return table
 
 
-def _n(value) -> str:
+def _n(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def watch(client: SolveClient, session_id: int, solve_id: str, console: Console, *, interval: float = 0.5) -> dict:
+def watch(
+    client: SolveClient, session_id: int, solve_id: str, console: Console, *, interval: float = 0.5
+) -> dict[str, Any]:
     """Poll until the solve ends, redrawing the table; Ctrl-C cancels the solve."""
     status = client.status(session_id, solve_id)
     try:
@@ -67,7 +70,7 @@ def watch(client: SolveClient, session_id: int, solve_id: str, console: Console,
     return status
 
 
-def show_outcome(client: SolveClient, session_id: int, status: dict, console: Console) -> None:
+def show_outcome(client: SolveClient, session_id: int, status: dict[str, Any], console: Console) -> None:
     console.print()
     baseline = status.get("baseline") or {}
     if baseline.get("test_command"):

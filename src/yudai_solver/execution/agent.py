@@ -1,6 +1,7 @@
 """The agent side of one run: a litellm model, a cancellable `DefaultAgent`, its result and its trajectory.
 
-Model calls happen here, in the worker; commands run wherever `env` (a mini-swe-agent `Environment`) runs them.
+Model calls happen here, in the worker; commands run in the run's sandbox (a mini-swe-agent `Environment`, which
+mini-swe-agent keeps as the agent's `env`).
 Importing this module imports mini-swe-agent (through `mswea`, which configures it first).
 """
 
@@ -87,21 +88,21 @@ class SolverAgent(DefaultAgent):
     def __init__(
         self,
         model,
-        env,
+        sandbox,
         *,
         cancel_event: threading.Event,
         on_step: Callable[[dict], None] | None = None,
         **agent_config,
     ):
         defaults = STRATEGIES["baseline"].agent_config() | {"cost_limit": 0}
-        super().__init__(model, env, **(defaults | agent_config))
+        super().__init__(model, sandbox, **(defaults | agent_config))
         self.cancel_event = cancel_event
         self.on_step = on_step
         self.tokens = 0
         self.steps: list[dict] = []
 
     def get_template_vars(self, **kwargs) -> dict:
-        """mini.yaml's templates need `system`, `release`, ...; the worker's uname stands in if `env` has none."""
+        """mini.yaml's templates need `system`, `release`, ...: the worker's uname fills what the sandbox lacks."""
         return platform.uname()._asdict() | super().get_template_vars(**kwargs)
 
     def step(self) -> list[dict]:
@@ -181,8 +182,11 @@ class AgentResult:
 
 
 def task_text(title: str, body: str) -> str:
-    """The task given to the agent for an issue: its title, a blank line, its body — as data, never a template."""
-    return f"{title}\n\n{body}"
+    """The task given to the agent for an issue: its title, a blank line, its body — as data, never a template.
+
+    Stripped, so an issue without a body is its title alone.
+    """
+    return f"{title}\n\n{body}".strip()
 
 
 def run_agent(agent: SolverAgent, task: str) -> AgentResult:

@@ -3,19 +3,20 @@
 import threading
 from pathlib import Path
 
-from yudai_solver.sandboxes import Sandbox, create_sandbox
+from yudai_solver.base.run_results import Baseline
 from yudai_solver.execution import records
+from yudai_solver.execution.checks import run_tests
 from yudai_solver.execution.control import RunControl
-from yudai_solver.execution.checks import report_json, run_tests
+from yudai_solver.sandboxes import Sandbox, create_sandbox
+from yudai_solver.solving.testreport import report_json
 
 
-def measure(sandbox: Sandbox, test_command: str | None, timeout: float) -> dict:
+def measure(sandbox: Sandbox, test_command: str | None, timeout: float) -> Baseline:
     if not test_command:
-        return {"state": "no test command", "test_command": None, "tests_passed": None}
+        return Baseline("no test command", None)
     record = run_tests(sandbox, test_command, timeout)
-    return {"state": "measured", "test_command": test_command, "tests_passed": record.passed,
-            "returncode": record.returncode, "timed_out": record.timed_out, "output_tail": record.output_tail,
-            "report": report_json(record.report)}
+    return Baseline("measured", test_command, tests_passed=record.passed, returncode=record.returncode,
+                    timed_out=record.timed_out, output_tail=record.output_tail, report=report_json(record.report))
 
 
 class BackgroundBaseline:
@@ -42,11 +43,11 @@ class BackgroundBaseline:
                                                                                      test_command, control))
         except Exception as exc:  # noqa: BLE001 - a baseline is informative; its failure must not fail the run
             records.save_baseline(env.session_factory, spec.solve_id,
-                                  {"state": "error", "test_command": test_command, "error": f"{type(exc).__name__}: {exc}"})
+                                  Baseline("error", test_command, error=f"{type(exc).__name__}: {exc}"))
         finally:
             env.workspaces.remove(directory)
 
-    def _measure(self, env, spec, directory: Path, test_command: str | None, control: RunControl) -> dict:
+    def _measure(self, env, spec, directory: Path, test_command: str | None, control: RunControl) -> Baseline:
         env.workspaces.checkout(spec.repo_url, spec.base_branch, directory / "work", commit=self.base_commit)
         sandbox = create_sandbox(env.settings.sandbox, workspace=directory / "work", home=directory / "home",
                                  network=spec.network,

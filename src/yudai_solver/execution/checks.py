@@ -9,15 +9,15 @@ later, once per solve, by `verification`).
 
 from dataclasses import dataclass
 
-from yudai_solver.sandboxes import Sandbox
-from yudai_solver.execution.testpaths import ChangeSplit, split_patch
-from yudai_solver.execution.testreport import TestReport, parse, runner_of, targeted_command
-from yudai_solver.execution.agreement import fingerprint
+from yudai_solver.base.run_results import ChangeRecord, ReproductionCheck
 from yudai_solver.execution.validation import DiffStats, apply_patch_text, read_regular, restore_tests, tail
+from yudai_solver.sandboxes import Sandbox
+from yudai_solver.solving.agreement import fingerprint
+from yudai_solver.solving.testpaths import ChangeSplit, split_patch
+from yudai_solver.solving.testreport import TestReport, parse, report_json, runner_of, targeted_command
 
 TAIL = 2000
 MAX_REPRODUCTION_TESTS = 5
-MAX_IDS = 200
 MAX_FINGERPRINT_FILES = 50
 MAX_FINGERPRINT_BYTES = 1024 * 1024
 
@@ -43,38 +43,10 @@ class TestRecord:
                 "report": report_json(self.report)}
 
 
-@dataclass(frozen=True)
-class ReproductionCheck:
-    """A test file the run added, run alone with the run's own fix."""
-
-    path: str
-    passes_with_fix: bool | None
-    """None when it could not run alone (the runner cannot target one file)."""
-    detail: str
-
-    def as_json(self) -> dict:
-        return {"path": self.path, "passes_with_fix": self.passes_with_fix, "detail": self.detail}
-
-
 def run_tests(sandbox: Sandbox, command: str, timeout: float) -> TestRecord:
     done = sandbox.run(command, timeout=timeout)
     report = parse(done.output, runner=runner_of(command), returncode=done.returncode, truncated=done.truncated)
     return TestRecord(command, done.returncode, done.timed_out, done.duration_s, tail(done.output, TAIL), report)
-
-
-def report_json(report: TestReport) -> dict:
-    failed = sorted(report.failed)
-    return {"runner": report.runner, "complete": report.complete, "failed": failed[:MAX_IDS],
-            "failed_ids_count": len(failed), "passed_count": report.passed_count,
-            "failed_count": report.failed_count}
-
-
-def report_from_json(data: dict | None) -> TestReport | None:
-    """The stored report, or None when it was not complete enough to compare test by test."""
-    if not data or not data.get("complete") or data.get("failed_ids_count", 0) > len(data.get("failed", [])):
-        return None
-    return TestReport(runner=data.get("runner"), failed=frozenset(data["failed"]), passed_count=data.get("passed_count"),
-                      failed_count=data.get("failed_count"), complete=True)
 
 
 def split_change(stats: DiffStats, test_paths: list[str] | None) -> ChangeSplit:
@@ -82,6 +54,25 @@ def split_change(stats: DiffStats, test_paths: list[str] | None) -> ChangeSplit:
     if stats.patch_truncated:  # the last file's section was cut: keep the whole ones
         patch = patch[: patch.rfind("\ndiff --git ") + 1]
     return split_patch(patch, globs=test_paths)
+
+
+def change_record(workspace, split: ChangeSplit) -> ChangeRecord:
+    """The run's change as stored: its split, and its source fingerprint read from its workspace."""
+    return ChangeRecord(tuple(split.source_files), tuple(split.tests_added), tuple(split.tests_modified),
+                        source_fingerprint(workspace, split), changed_lines(split.source_patch))
+
+
+def changed_lines(patch: str) -> int:
+    """Lines inserted plus lines deleted in a patch's text hunks (binary data and file headers aside)."""
+    count, in_hunk = 0, False
+    for line in patch.splitlines():
+        if line.startswith("diff --git "):
+            in_hunk = False
+        elif line.startswith("@@"):
+            in_hunk = True
+        elif in_hunk and line[:1] in ("+", "-"):
+            count += 1
+    return count
 
 
 def source_fingerprint(workspace, split: ChangeSplit) -> str | None:

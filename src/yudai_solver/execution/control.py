@@ -3,6 +3,8 @@
 import threading
 from dataclasses import dataclass, field
 
+from yudai_solver.sandboxes.protocol import Sandbox
+
 
 @dataclass
 class RunControl:
@@ -14,7 +16,7 @@ class RunControl:
     reason: str | None = None
     requeue: bool = False
     """Set when the worker shuts down: the run goes back to the queue instead of failing."""
-    _sandboxes: list = field(default_factory=list)
+    _sandboxes: list[Sandbox] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def stop(self, reason: str) -> None:
@@ -25,7 +27,7 @@ class RunControl:
         for sandbox in sandboxes:
             sandbox.kill()
 
-    def attach(self, sandbox) -> None:
+    def attach(self, sandbox: Sandbox) -> None:
         """Remember a sandbox of the run; kill it right away if the run was stopped before it existed."""
         with self._lock:
             self._sandboxes.append(sandbox)

@@ -10,8 +10,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base import statuses
-from yudai_solver.base.db import transaction
+from yudai_solver.base.db import storable, transaction
 from yudai_solver.base.models import AIModel, Solve, SolveRun, utcnow
+from yudai_solver.base.run_results import Baseline
 from yudai_solver.solving.reducer import cancel_other_runs, finish_if_done
 
 
@@ -100,17 +101,6 @@ def _spec(run: SolveRun, solve: Solve, model: AIModel) -> RunSpec:
     )
 
 
-def storable(value):
-    """`value` with NUL characters replaced: PostgreSQL text and JSONB refuse them, and commands print them."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [storable(v) for v in value]
-    return value
-
-
 @surviving_outages
 def save_progress(factory: sessionmaker[Session], run_id: str, *, steps: list[dict], tokens: int, cost: float = 0.0,
                   sandbox_id=None):
@@ -137,9 +127,9 @@ def claim_baseline(factory: sessionmaker[Session], solve_id: str) -> bool:
 
 
 @surviving_outages
-def save_baseline(factory: sessionmaker[Session], solve_id: str, baseline: dict) -> None:
+def save_baseline(factory: sessionmaker[Session], solve_id: str, baseline: Baseline) -> None:
     with transaction(factory) as session:
-        session.get(Solve, solve_id).baseline = storable(baseline)
+        session.get(Solve, solve_id).baseline = storable(baseline.as_json())
 
 
 def wait_for_baseline(factory: sessionmaker[Session], solve_id: str, control, *, timeout_s: float) -> dict | None:

@@ -9,24 +9,33 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver import __version__
 from yudai_solver.base import statuses
-from yudai_solver.solving.matrix import AUTO_STRATEGY
-from yudai_solver.sandboxes import Sandbox, create_sandbox
+from yudai_solver.base.run_results import Baseline, ReproductionCheck
 from yudai_solver.base.settings import Settings
 from yudai_solver.execution import checks, records
 from yudai_solver.execution.baseline import BackgroundBaseline, measure
 from yudai_solver.execution.control import RunControl
-from yudai_solver.execution.followup import after_solve
+from yudai_solver.execution.outcome import (
+    AgentOutcome,
+    Change,
+    CommandRecord,
+    RunAbout,
+    RunOutcome,
+    StrategyChoice,
+    TestOutcome,
+)
 from yudai_solver.execution.records import RunSpec
-from yudai_solver.execution.verification import verify_pending
 from yudai_solver.execution.validation import detect_test_command, diff_stats, tail, untracked_patterns
 from yudai_solver.execution.workspace import WorkspaceCache
+from yudai_solver.sandboxes import Sandbox, create_sandbox
+from yudai_solver.solving.matrix import AUTO_STRATEGY
+from yudai_solver.solving.testpaths import ChangeSplit
 
 log = logging.getLogger(__name__)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
@@ -44,11 +53,40 @@ class RunEnv:
 
 
 @dataclass
-class Result:
-    status: str = statuses.FAILED
-    error: str | None = None
-    values: dict = field(default_factory=dict)
-    diagnostics: dict = field(default_factory=dict)
+class _Parts:
+    """The parts of its result a run's steps produced so far: a run that fails still stores what it got to."""
+
+    base_commit: str | None = None
+    sandbox_id: str | None = None
+    setup: CommandRecord | None = None
+    strategy: StrategyChoice | None = None
+    agent: AgentOutcome | None = None
+    change: Change | None = None
+    test: TestOutcome | None = None
+    reproduction: tuple[ReproductionCheck, ...] | None = None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One claimed run: what all its steps read."""
+
+    env: RunEnv
+    spec: RunSpec
+    control: RunControl
+    run_dir: Path
+
+    @property
+    def workspace(self) -> Path:
+        return self.run_dir / "work"
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where the run works: its checkout at the base commit, and the sandbox over it."""
+
+    sandbox: Sandbox
+    workspace: Path
+    base_commit: str
 
 
 class RunFailed(Exception):
@@ -62,29 +100,25 @@ def execute_run(env: RunEnv, control: RunControl) -> list[str]:
         return []
     started = time.monotonic()
     run_dir = env.settings.data_dir / "runs" / spec.run_id
-    result = Result(diagnostics={"versions": _versions(), "model": _model_info(spec), "worker": WORKER_ID})
+    parts, status, error = _Parts(), statuses.COMPLETED, None
     try:
-        _work(env, spec, control, run_dir, result)
+        _work(_Run(env, spec, control, run_dir), parts)
     except Exception as exc:  # noqa: BLE001 - recorded on the run; the solve still finishes
-        result.status, result.error = statuses.FAILED, _describe(exc, control)
-        result.diagnostics["stderr_tail"] = tail(result.error, TAIL)
+        status, error = statuses.FAILED, _describe(exc, control)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     if control.requeue:
         records.requeue(env.session_factory, spec.run_id)
         return []
-    result.values["latency_ms"] = int((time.monotonic() - started) * 1000)
-    result.values["diagnostics"] = result.diagnostics
+    outcome = RunOutcome(status, error, int((time.monotonic() - started) * 1000), _about(spec), **vars(parts))
     try:
-        stopped = records.finish(env.session_factory, spec, status=result.status, error=result.error,
-                                 values=result.values)
-    except Exception as exc:  # noqa: BLE001 - a result the database refuses must not leave the run running
+        stopped = records.finish(env.session_factory, spec, status=outcome.status, error=outcome.error,
+                                 values=outcome.columns())
+    except Exception as exc:  # a result the database refuses must not leave the run running
         log.exception("storing the result of run %s failed", spec.run_id)
         error = tail(f"storing the result failed: {type(exc).__name__}: {exc}", TAIL)
         stopped = records.finish(env.session_factory, spec, status=statuses.FAILED, error=error,
-                                 values={"latency_ms": result.values["latency_ms"]})
-    verify_pending(env, spec.solve_id)
-    after_solve(env.settings, env.session_factory, spec.solve_id)
+                                 values={"latency_ms": outcome.latency_ms})
     return stopped
 
 
@@ -94,16 +128,15 @@ def _describe(exc: Exception, control: RunControl) -> str:
     return str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
 
 
-def _work(env: RunEnv, spec: RunSpec, control: RunControl, run_dir: Path, result: Result) -> None:
-    workspace = run_dir / "work"
-    base_commit = _checkout(env, spec, workspace)
-    result.diagnostics["base_commit"] = base_commit
-    sandbox = create_sandbox(env.settings.sandbox, workspace=workspace, home=run_dir / "home", network=spec.network,
-                             command_timeout=env.settings.command_timeout_s, settings=env.settings)
-    control.attach(sandbox)
-    result.values["sandbox_id"] = sandbox.sandbox_id
+def _work(run: _Run, parts: _Parts) -> None:
+    parts.base_commit = base_commit = _checkout(run.env, run.spec, run.workspace)
+    settings = run.env.settings
+    sandbox = create_sandbox(settings.sandbox, workspace=run.workspace, home=run.run_dir / "home",
+                             network=run.spec.network, command_timeout=settings.command_timeout_s, settings=settings)
+    run.control.attach(sandbox)
+    parts.sandbox_id = sandbox.sandbox_id
     try:
-        _in_sandbox(env, spec, control, sandbox, workspace, base_commit, result)
+        _in_sandbox(run, _Place(sandbox, run.workspace, base_commit), parts)
     finally:
         sandbox.close()
 
@@ -118,90 +151,95 @@ def _checkout(env: RunEnv, spec: RunSpec, workspace: Path) -> str:
     return base_commit
 
 
-def _in_sandbox(env, spec, control, sandbox: Sandbox, workspace: Path, base_commit: str, result: Result) -> None:
-    _setup(env, spec, sandbox, result)
-    setup_artifacts = untracked_patterns(workspace, base_commit) if spec.setup_command else []
-    test_command = spec.test_command or detect_test_command(workspace)
-    background = _baseline(env, spec, control, sandbox, workspace.parent / "baseline", test_command, base_commit)
+def _in_sandbox(run: _Run, place: _Place, parts: _Parts) -> None:
+    spec, control = run.spec, run.control
+    if spec.setup_command:
+        parts.setup = _setup(run, place.sandbox)
+        _require_success(parts.setup)
+    setup_artifacts = untracked_patterns(place.workspace, place.base_commit) if spec.setup_command else []
+    test_command = spec.test_command or detect_test_command(place.workspace)
+    background = _baseline(run, place, test_command)
     try:
-        evolution = _evolution(env, spec, control, test_command, background, result)
-        agent_result, trajectory = _agent(env, spec, control, sandbox, evolution)
+        parts.strategy = _strategy(run, test_command, background)
+        parts.agent, agent_error = _agent(run, place.sandbox, parts.strategy.used if parts.strategy else spec.evolution)
     finally:
         if background is not None:
             background.join()
-    result.values.update(tokens=agent_result.tokens, cost=agent_result.cost, steps=len(agent_result.steps),
-                         trajectory_data=trajectory)
-    result.diagnostics["agent_exit_status"] = agent_result.exit_status
     if control.stopped:
         raise RunFailed(control.reason or "stopped")
-    if agent_result.error:
-        raise RunFailed(f"agent error: {agent_result.error}")
-    sandbox.sync_workspace(base_commit)
-    stats = diff_stats(workspace, base_commit, ignore=setup_artifacts)
-    _validate(env, spec, sandbox, workspace, base_commit, stats, test_command, result)
-    result.diagnostics["test"]["detected"] = bool(test_command) and not spec.test_command
-    result.status = statuses.COMPLETED
+    if agent_error:
+        raise RunFailed(f"agent error: {agent_error}")
+    place.sandbox.sync_workspace(place.base_commit)
+    stats = diff_stats(place.workspace, place.base_commit, ignore=setup_artifacts)
+    split = checks.split_change(stats, spec.test_paths)
+    parts.change = Change(stats, checks.change_record(place.workspace, split))
+    _test(run, place, split, test_command, parts)
 
 
-def _evolution(env, spec, control, test_command, background, result: Result) -> str:
-    """The prompt strategy: `baseline` becomes reproduce-first when the base shows no failing test to fix.
+def _strategy(run: _Run, test_command: str | None, background: BackgroundBaseline | None) -> StrategyChoice | None:
+    """The prompt strategy if not the requested one: `baseline` becomes reproduce-first when the base shows no
+    failing test to fix.
 
     Deciding needs the baseline, so such runs wait for it (it is measured while their sandboxes set up).
     """
+    spec = run.spec
     if spec.evolution != "baseline":
-        return spec.evolution
+        return None
     if test_command is None:
         why = "no test command"
     else:
         if background is not None:
             background.join()
-        baseline = records.wait_for_baseline(env.session_factory, spec.solve_id, control,
-                                             timeout_s=env.settings.test_timeout_s + 60)
-        failing = (baseline or {}).get("tests_passed") is False
-        if failing or baseline is None:
-            return spec.evolution
+        baseline = Baseline.from_json(records.wait_for_baseline(
+            run.env.session_factory, spec.solve_id, run.control, timeout_s=run.env.settings.test_timeout_s + 60))
+        if baseline is None or baseline.tests_passed is False:
+            return None
         why = "the baseline's tests all pass"
-    result.diagnostics["strategy"] = {"requested": spec.evolution, "used": AUTO_STRATEGY, "why": why}
-    return AUTO_STRATEGY
+    return StrategyChoice(requested=spec.evolution, used=AUTO_STRATEGY, why=why)
 
 
-def _setup(env: RunEnv, spec: RunSpec, sandbox: Sandbox, result: Result) -> None:
-    if not spec.setup_command:
-        return
-    done = sandbox.run(spec.setup_command, timeout=env.settings.setup_timeout_s, network=True)
-    result.diagnostics["setup"] = _command_record(done)
-    if done.returncode != 0:
-        why = "timed out" if done.timed_out else f"exited with {done.returncode}"
-        raise RunFailed(f"setup command {why}: {tail(done.output, 500)}")
+def _setup(run: _Run, sandbox: Sandbox) -> CommandRecord:
+    done = sandbox.run(run.spec.setup_command, timeout=run.env.settings.setup_timeout_s, network=True)
+    return CommandRecord.of(done)
 
 
-def _baseline(env, spec, control, sandbox: Sandbox, directory: Path, test_command,
-              base_commit: str) -> BackgroundBaseline | None:
+def _require_success(setup: CommandRecord) -> None:
+    if setup.returncode != 0:
+        why = "timed out" if setup.timed_out else f"exited with {setup.returncode}"
+        raise RunFailed(f"setup command {why}: {tail(setup.output_tail, 500)}")
+
+
+def _baseline(run: _Run, place: _Place, test_command: str | None) -> BackgroundBaseline | None:
     """One run per solve measures the baseline: here if setup prepared this workspace, else beside the agent."""
+    env, spec = run.env, run.spec
     if not records.claim_baseline(env.session_factory, spec.solve_id):
         return None
     if spec.setup_command:
         records.save_baseline(env.session_factory, spec.solve_id,
-                              measure(sandbox, test_command, env.settings.test_timeout_s))
+                              measure(place.sandbox, test_command, env.settings.test_timeout_s))
         return None
-    return BackgroundBaseline(env, spec, directory, test_command, control, base_commit)
+    return BackgroundBaseline(env, spec, run.run_dir / "baseline", test_command, run.control, place.base_commit)
 
 
-def _agent(env: RunEnv, spec: RunSpec, control: RunControl, sandbox: Sandbox, evolution: str):
+def _agent(run: _Run, sandbox: Sandbox, evolution: str) -> tuple[AgentOutcome, str | None]:
+    """The agent's loop over the issue, and its error if the loop raised."""
     # Imported here: mini-swe-agent configures itself on import, which only a worker should trigger.
-    from yudai_solver.execution.agent import SolverAgent, build_model, run_agent, trajectory
+    from yudai_solver.execution.agent import SolverAgent, build_model, run_agent, task_text, trajectory
     from yudai_solver.execution.strategies import get_strategy
 
+    env, spec = run.env, run.spec
     model = build_model(provider=spec.provider, model_id=spec.model_id, config=spec.model_config,
                         temperature=spec.temperature, timeout_s=env.settings.model_timeout_s)
-    agent = SolverAgent(model, sandbox, cancel_event=control.cancel_event, step_limit=spec.max_edits,
+    agent = SolverAgent(model, sandbox, cancel_event=run.control.cancel_event, step_limit=spec.max_edits,
                         **get_strategy(evolution).agent_config())
     agent.on_step = _throttled(lambda: records.save_progress(
         env.session_factory, spec.run_id, steps=agent.steps, tokens=agent.tokens, cost=agent.cost,
         sandbox_id=sandbox.sandbox_id
     ))
-    result = run_agent(agent, f"{spec.issue_title}\n\n{spec.issue_body}".strip())
-    return result, trajectory(agent, result.exit_status, env.settings.max_trajectory_bytes)
+    result = run_agent(agent, task_text(spec.issue_title, spec.issue_body))
+    outcome = AgentOutcome(result.exit_status, result.tokens, result.cost, len(result.steps),
+                           trajectory(agent, result.exit_status, env.settings.max_trajectory_bytes))
+    return outcome, result.error
 
 
 def _throttled(save, interval_s: float = PROGRESS_INTERVAL_S):
@@ -217,28 +255,20 @@ def _throttled(save, interval_s: float = PROGRESS_INTERVAL_S):
     return on_step
 
 
-def _validate(env, spec, sandbox: Sandbox, workspace: Path, base_commit: str, stats, test_command: str | None,
-              result: Result) -> None:
-    split = checks.split_change(stats, spec.test_paths)
-    result.values.update(loc_changed=stats.loc_changed, files_changed=stats.files_changed)
-    result.diagnostics.update(patch=stats.patch, patch_truncated=stats.patch_truncated, change={
-        "source_files": list(split.source_files), "tests_added": list(split.tests_added),
-        "tests_modified": list(split.tests_modified), "fingerprint": checks.source_fingerprint(workspace, split)})
+def _test(run: _Run, place: _Place, split: ChangeSplit, test_command: str | None, parts: _Parts) -> None:
+    """The test command over the run's source change, then the run's own reproduction tests with its fix."""
     if not test_command:
-        result.diagnostics["test"] = {"command": None, "detected": False}
-        result.values["tests_passed"] = None
+        parts.test = TestOutcome(None, detected=False)
         return
-    timeout = env.settings.test_timeout_s
-    record = checks.validate_source(sandbox, workspace, base_commit, split, test_command, timeout)
-    result.diagnostics["test"] = record.as_json()
-    result.values["tests_passed"] = record.passed
-    own = checks.check_own_reproductions(sandbox, workspace, split, test_command, timeout)
-    result.diagnostics["reproduction"] = [check.as_json() for check in own]
+    timeout = run.env.settings.test_timeout_s
+    record = checks.validate_source(place.sandbox, place.workspace, place.base_commit, split, test_command, timeout)
+    parts.test = TestOutcome(record, detected=not run.spec.test_command)
+    parts.reproduction = tuple(checks.check_own_reproductions(place.sandbox, place.workspace, split, test_command,
+                                                              timeout))
 
 
-def _command_record(done) -> dict:
-    return {"command": done.command, "returncode": done.returncode, "timed_out": done.timed_out,
-            "duration_s": round(done.duration_s, 3), "output_tail": tail(done.output, TAIL)}
+def _about(spec: RunSpec) -> RunAbout:
+    return RunAbout(versions=_versions(), model=_model_info(spec), worker=WORKER_ID)
 
 
 def _versions() -> dict:

@@ -6,6 +6,7 @@ text only ever enters as the Jinja variable `task`; it is never rendered as a te
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Any, TypedDict
 
 import yaml
 
@@ -35,6 +36,14 @@ the issue describes. Then fix the source code, run the new test again to confirm
 existing tests nearest to your change. Keep the new test file in your final changes: it is checked against the
 other attempts' fixes."""
 
+
+class AgentTemplates(TypedDict):
+    """The `DefaultAgent` keyword arguments a strategy sets."""
+
+    system_template: str
+    instance_template: str
+
+
 @dataclass(frozen=True)
 class Strategy:
     """The agent templates of one evolution (Jinja, rendered by mini-swe-agent with `task` and friends)."""
@@ -43,15 +52,16 @@ class Strategy:
     system_template: str
     instance_template: str
 
-    def agent_config(self) -> dict:
+    def agent_config(self) -> AgentTemplates:
         """The keyword arguments for `DefaultAgent` (and so `SolverAgent`) that this strategy sets."""
         return {"system_template": self.system_template, "instance_template": self.instance_template}
 
 
 @cache
-def mini_config() -> dict:
+def mini_config() -> dict[str, Any]:
     """mini-swe-agent's `mini.yaml` (agent, environment and model sections), parsed once."""
-    return yaml.safe_load((builtin_config_dir / "mini.yaml").read_text(encoding="utf-8"))
+    config: dict[str, Any] = yaml.safe_load((builtin_config_dir / "mini.yaml").read_text(encoding="utf-8"))
+    return config
 
 
 def _from_mini(name: str, guidance: str = "") -> Strategy:

@@ -7,18 +7,16 @@ workspace's objects, under an environment with no global or system configuration
 
 import json
 import os
-import re
 import stat
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from yudai_solver.execution.workspace import GitError
+from yudai_solver.base import git
+from yudai_solver.base.git import COMMIT_SHA
 
 MAX_PATCH_BYTES = 1024 * 1024
-GIT_TIMEOUT_S = 600
 _PYTEST_CONFIGS = {
     "pytest.ini": "",
     "pyproject.toml": "[tool.pytest",
@@ -26,7 +24,6 @@ _PYTEST_CONFIGS = {
     "tox.ini": "[pytest]",
 }
 _NPM_DEFAULT_TEST = "no test specified"
-_COMMIT_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,7 @@ def diff_stats(workspace: Path, base_commit: str, *, ignore: list[str] | tuple[s
     `ignore` patterns (kept here, in the worker, where the agent cannot edit them); renames are detected.
     The workspace itself, its index and its .git are not modified.
     """
-    if not _COMMIT_SHA.fullmatch(base_commit):
+    if not COMMIT_SHA.fullmatch(base_commit):
         raise ValueError(f"base_commit must be a full commit SHA, not {base_commit!r}")
     with tempfile.TemporaryDirectory(prefix="yudai-diff-") as scratch:
         env = _scratch_repository(workspace, Path(scratch), ignore)
@@ -118,13 +115,10 @@ def _changed_lines(numstat_line: str) -> int:
 
 
 def _patch(env: dict[str, str], base_commit: str) -> tuple[str, bool]:
-    """The binary-safe patch, read only up to MAX_PATCH_BYTES + 1 so a huge diff never fills memory."""
-    args = ["git", "diff", "--cached", "--binary", "-M", "--no-ext-diff", "--no-textconv", base_commit, "--"]
-    with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as process:
-        head = process.stdout.read(MAX_PATCH_BYTES + 1)
-        process.kill()
-    truncated = len(head) > MAX_PATCH_BYTES
-    return head[:MAX_PATCH_BYTES].decode("utf-8", errors="replace"), truncated
+    """The binary-safe patch, read only up to MAX_PATCH_BYTES so a huge diff never fills memory."""
+    head, truncated = git.head("diff", "--cached", "--binary", "-M", "--no-ext-diff", "--no-textconv", base_commit,
+                               "--", limit=MAX_PATCH_BYTES, env=env)
+    return head.decode("utf-8", errors="replace"), truncated
 
 
 def untracked_patterns(workspace: Path, base_commit: str) -> list[str]:
@@ -138,7 +132,7 @@ def untracked_patterns(workspace: Path, base_commit: str) -> list[str]:
         _git(env, "read-tree", base_commit)
         listed = _git(env, "ls-files", "-z", "--others", "--exclude-standard", "--directory")
     paths = [p for p in listed.decode(errors="surrogateescape").split("\0") if p]
-    return ["/" + re.sub(r"([\\*?\[!#])", r"\\\1", path) for path in paths]
+    return [git.ignore_pattern(path) for path in paths]
 
 
 def read_regular(root: Path, relpath: str, max_bytes: int) -> bytes | None:
@@ -202,12 +196,12 @@ def remove_paths(workspace: Path, base_commit: str, paths: Sequence[str]) -> Non
     restore_tests(workspace, base_commit, modified=(), added=paths)
 
 
-def _scratch_repository(workspace: Path, scratch: Path, ignore=()) -> dict[str, str]:
+def _scratch_repository(workspace: Path, scratch: Path, ignore: Sequence[str] = ()) -> dict[str, str]:
     """A git directory of ours that sees the workspace's objects and ignore rules; returns the env that uses it."""
     git_dir = scratch / "git"
-    _git(_isolated_git_env(scratch), "init", "--quiet", "--bare", str(git_dir))
+    _git(git.isolated_env(scratch), "init", "--quiet", "--bare", str(git_dir))
     # GIT_WORK_TREE overrides the bare repository's core.bare: our git directory, the agent's files.
-    env = _isolated_git_env(scratch) | {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(workspace)}
+    env = git.isolated_env(scratch) | {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(workspace)}
     info = git_dir / "info"
     info.mkdir(exist_ok=True)
     (git_dir / "objects" / "info" / "alternates").write_text(f"{workspace / '.git' / 'objects'}\n")
@@ -220,23 +214,5 @@ def _scratch_repository(workspace: Path, scratch: Path, ignore=()) -> dict[str, 
     return env
 
 
-def _isolated_git_env(scratch: Path) -> dict[str, str]:
-    """Git reads no configuration but the scratch repository's: no system or global file, no prompt, no network."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(scratch),
-        "LC_ALL": "C",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ALLOW_PROTOCOL": "",
-        "GIT_NO_REPLACE_OBJECTS": "1",
-    }
-
-
 def _git(env: dict[str, str], *args: str, cwd: Path | None = None, stdin: bytes | None = None) -> bytes:
-    done = subprocess.run(["git", *args], env=env, capture_output=True, timeout=GIT_TIMEOUT_S, check=False, cwd=cwd,
-                          input=stdin)
-    if done.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {done.stderr.decode(errors='replace').strip()[-2000:]}")
-    return done.stdout
+    return git.run(*args, env=env, cwd=cwd, stdin=stdin)

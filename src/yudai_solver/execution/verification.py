@@ -26,19 +26,21 @@ from yudai_solver.base.db import transaction
 from yudai_solver.base.models import AIModel, Solve, SolveRun, utcnow
 from yudai_solver.solving.reducer import FACT_COLUMNS, VERIFYING, finish_if_done, gather_evidence
 from yudai_solver.solving.evidence import RunFacts
-from yudai_solver.solving.ranking import tied_at_top
+from yudai_solver.solving.ranking import disqualification, tied_at_top
 from yudai_solver.sandboxes import Sandbox, create_sandbox
 from yudai_solver.execution.checks import run_tests
 from yudai_solver.execution.control import RunControl
-from yudai_solver.execution.records import storable, surviving_outages
-from yudai_solver.execution.testpaths import sections, split_patch
-from yudai_solver.execution.testreport import targeted_command
+from yudai_solver.base.db import storable
+from yudai_solver.execution.records import surviving_outages
+from yudai_solver.solving.testpaths import sections, split_patch
+from yudai_solver.solving.testreport import targeted_command
 from yudai_solver.execution.validation import apply_patch_text, remove_paths, tail
 
 log = logging.getLogger(__name__)
 WATCH_S = 0.25
 HEARTBEAT_EVERY = 8  # watch ticks: every 2 s
 MAX_POOL = 20
+BASE = "base"
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,13 @@ def _claim(env, solve_id: str) -> Plan | None:
         now = utcnow().isoformat()
         solve.verification = {"state": "running", "started_at": now, "heartbeat_at": now}
         facts = [RunFacts(*row) for row in session.execute(select(*FACT_COLUMNS).where(SolveRun.solve_id == solve_id))]
-        return _plan(env, solve, facts)
+        qualified = {e.id for e in gather_evidence(solve, facts) if disqualification(e) is None}
+        return _plan(env, solve, facts, qualified)
 
 
-def _plan(env, solve: Solve, facts: list[RunFacts]) -> Plan:
+def _plan(env, solve: Solve, facts: list[RunFacts], qualified: set[str]) -> Plan:
+    """Candidates: the runs that qualify (cross-checking the others could not change the pick). Pool: the
+    reproduction tests of every completed run that changed source code and passed its own test."""
     test_command = solve.test_command or (solve.baseline or {}).get("test_command") or ""
     candidates, pool = {}, []
     for fact in sorted(facts, key=lambda f: f.id):
@@ -114,7 +119,8 @@ def _plan(env, solve: Solve, facts: list[RunFacts]) -> Plan:
         if fact.status != statuses.COMPLETED or not (diagnostics.get("change") or {}).get("source_files"):
             continue
         split = split_patch(diagnostics.get("patch") or "", globs=solve.test_paths)
-        candidates[fact.id] = split.source_patch
+        if fact.id in qualified:
+            candidates[fact.id] = split.source_patch
         added = {s.new_path: s.text for s in sections(split.test_patch) if s.status == "added"}
         for check in diagnostics.get("reproduction", []):
             if check.get("passes_with_fix") and check["path"] in added and len(pool) < MAX_POOL:
@@ -128,23 +134,21 @@ def _verify(env, plan: Plan, control: RunControl) -> dict:
     tests = [{"id": t.id, "run_id": t.run_id, "path": t.path} for t in plan.pool]
     if not plan.pool or not plan.test_command:
         return {"state": "done", "tests": tests, "matrix": {}}
-    on_base = _in_checkout(env, plan, control, "base", "", plan.pool)
+    # The base runs beside the candidates rather than first: every cell is run, and cells of tests the base shows
+    # to be invalid simply do not count; the wall time is what a user waits for.
+    checkouts = {BASE: "", **plan.candidates}
+    workers = max(1, min(plan.max_parallel, len(checkouts)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"verify-{plan.solve_id[:8]}") as pool:
+        futures = {name: pool.submit(_in_checkout, env, plan, control, name, patch, plan.pool)
+                   for name, patch in checkouts.items()}
+        found = {name: future.result() for name, future in futures.items()}
+    on_base = found.pop(BASE)
     for test in tests:
         passed = on_base.get(test["id"])
         test["valid"] = passed is False
         test["reason"] = {False: "fails on the base", True: "passes on the base: proves nothing",
                           None: "could not run alone"}[passed]
-    valid = [t for t in plan.pool if on_base.get(t.id) is False]
-    matrix = _matrix(env, plan, control, valid) if valid else {}
-    return {"state": "done", "tests": tests, "matrix": matrix}
-
-
-def _matrix(env, plan: Plan, control: RunControl, valid: list[PoolTest]) -> dict[str, dict[str, bool | None]]:
-    workers = max(1, min(plan.max_parallel, len(plan.candidates)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"verify-{plan.solve_id[:8]}") as pool:
-        futures = {run_id: pool.submit(_in_checkout, env, plan, control, run_id, patch, valid)
-                   for run_id, patch in plan.candidates.items()}
-        return {run_id: future.result() for run_id, future in futures.items()}
+    return {"state": "done", "tests": tests, "matrix": found}
 
 
 def _in_checkout(env, plan: Plan, control: RunControl, name: str, source_patch: str,

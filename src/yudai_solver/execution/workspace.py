@@ -9,23 +9,18 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from yudai_solver.base.errors import YudaiError
+from yudai_solver.base import git
+from yudai_solver.base.git import GitError
+from yudai_solver.base.settings import Settings
+from yudai_solver.scm.hosts import credentials_for
 
-GIT_TIMEOUT_S = 1800
-GIT_USER_NAME = "yudai-solver"
-GIT_USER_EMAIL = "yudai-solver@localhost"
-# Variables git on the worker may need to reach a host (proxies, CA bundles); API keys and the like stay out.
-_PASSED_ENV = ("PATH", "HOME", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "GIT_SSL_CAINFO")
-
-
-class GitError(YudaiError):
-    """A git command failed."""
+GIT_USER_NAME = git.USER_NAME
+GIT_USER_EMAIL = git.USER_EMAIL
 
 
 class BranchNotFound(GitError):
@@ -63,9 +58,11 @@ class WorkspaceCache:
         # dominates). The shared clone wins on safety: a worktree registers itself in the mirror, and
         # `fetch` into the mirror then refuses to update a branch some worktree has checked out.
         identity = ["-c", f"user.name={GIT_USER_NAME}", "-c", f"user.email={GIT_USER_EMAIL}"]  # into .git/config
-        _git("clone", "--quiet", "--shared", "--no-checkout", *identity, "--", str(mirror), str(dest))
+        _git("clone", "--quiet", "--shared", "--no-checkout", *identity, "--", str(mirror), str(dest),
+             timeout=git.LONG_TIMEOUT_S)
         # Parallel checkout (one worker per core): writing the files is most of a checkout's time.
-        _git("-c", "checkout.workers=0", "checkout", "--quiet", "-B", base_branch, sha, "--", cwd=dest)
+        _git("-c", "checkout.workers=0", "checkout", "--quiet", "-B", base_branch, sha, "--", cwd=dest,
+             timeout=git.LONG_TIMEOUT_S)
         _git("remote", "remove", "origin", cwd=dest)
         return sha
 
@@ -88,7 +85,8 @@ class WorkspaceCache:
     def _refresh(self, repo: str) -> Path:
         mirror = self.root / mirror_name(repo)
         if (mirror / "HEAD").exists():
-            _git("fetch", "--quiet", "--prune", "origin", cwd=mirror, extra_env=self._credentials(repo))
+            _git("fetch", "--quiet", "--prune", "origin", cwd=mirror, extra_env=self._credentials(repo),
+                 timeout=git.LONG_TIMEOUT_S)
         else:
             _clone_mirror(repo, mirror, self._credentials(repo))
         return mirror
@@ -115,7 +113,8 @@ def _clone_mirror(repo: str, mirror: Path, credentials: dict[str, str]) -> None:
     partial = mirror.with_name(f"{mirror.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         # --no-hardlinks: a local source shares no file with the mirror, so nothing done here can reach it.
-        _git("clone", "--quiet", "--mirror", "--no-hardlinks", "--", repo, str(partial), extra_env=credentials)
+        _git("clone", "--quiet", "--mirror", "--no-hardlinks", "--", repo, str(partial), extra_env=credentials,
+             timeout=git.LONG_TIMEOUT_S)
         # Checkouts borrow objects from the mirror (alternates); a gc could prune one a live checkout needs.
         _git("config", "gc.auto", "0", cwd=partial)
         partial.rename(mirror)
@@ -135,12 +134,10 @@ def _branch_sha(mirror: Path, repo: str, branch: str) -> str:
     return found
 
 
-def _git(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None) -> str:
-    """Run git with a minimal environment; returns stdout, raises GitError with git's own message."""
-    done = _run_git(args, cwd, extra_env)
-    if done.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout
+def _git(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None,
+         timeout: float = git.DEFAULT_TIMEOUT_S) -> str:
+    """stdout of git in the worker's environment plus `extra_env` (one fetch's credentials); GitError on failure."""
+    return git.text(*args, env=git.trusted_env() | (extra_env or {}), cwd=cwd, timeout=timeout)
 
 
 def _has_commit(mirror: Path, commit: str) -> bool:
@@ -149,26 +146,7 @@ def _has_commit(mirror: Path, commit: str) -> bool:
 
 def _git_probe(*args: str, cwd: Path | None = None) -> str | None:
     """stdout of a git command that may legitimately fail (a lookup), else None."""
-    done = _run_git(args, cwd)
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def _run_git(args: tuple[str, ...], cwd: Path | None, extra_env: dict[str, str] | None = None):
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env=git_environment() | (extra_env or {}),
-        capture_output=True,
-        text=True,
-        timeout=GIT_TIMEOUT_S,
-        check=False,
-    )
-
-
-def git_environment() -> dict[str, str]:
-    """The worker's git environment: never prompts, speaks only https and local paths, carries no unrelated secret."""
-    passed = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
-    return passed | {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": "https:file"}
+    return git.probe(*args, env=git.trusted_env(), cwd=cwd)
 
 
 def _make_dirs_writable(tree: Path) -> None:
@@ -178,3 +156,8 @@ def _make_dirs_writable(tree: Path) -> None:
         for path in (os.path.join(parent, name) for name in dirs):
             if not os.path.islink(path):
                 os.chmod(path, os.stat(path).st_mode | stat.S_IRWXU)
+
+
+def workspaces_for(settings: Settings) -> WorkspaceCache:
+    """The worker's mirror cache, fetching with each repository's host credentials (see `scm.hosts`)."""
+    return WorkspaceCache(settings.data_dir / "mirrors", credentials=credentials_for(settings))

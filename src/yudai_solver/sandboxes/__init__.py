@@ -13,7 +13,9 @@ from yudai_solver.sandboxes.worker_guard import protect_worker_environment
 __all__ = ["SANDBOXES", "BubblewrapSandbox", "CommandResult", "E2BSandbox", "LocalSandbox", "Sandbox",
            "SandboxKilled", "create_sandbox"]
 
-SANDBOXES: dict[str, type] = {"local": LocalSandbox, "bubblewrap": BubblewrapSandbox, "e2b": E2BSandbox}
+# The kinds that take `settings` and `network`; `local` takes neither.
+_ISOLATING: dict[str, type[BubblewrapSandbox] | type[E2BSandbox]] = {"bubblewrap": BubblewrapSandbox, "e2b": E2BSandbox}
+SANDBOXES: dict[str, type[Sandbox]] = {"local": LocalSandbox, **_ISOLATING}
 
 
 def create_sandbox(
@@ -34,6 +36,7 @@ def create_sandbox(
     if name not in SANDBOXES:
         raise InvalidInput(f"unknown sandbox {name!r}; known: {', '.join(sorted(SANDBOXES))}", field="sandbox")
     protect_worker_environment()
-    kind = SANDBOXES[name]
-    options = {} if kind is LocalSandbox else {"settings": settings, "network": network}
-    return kind(workspace=workspace, home=home, env_extra=env_extra, command_timeout=command_timeout, **options)
+    if name == "local":
+        return LocalSandbox(workspace=workspace, home=home, env_extra=env_extra, command_timeout=command_timeout)
+    return _ISOLATING[name](workspace=workspace, home=home, env_extra=env_extra, command_timeout=command_timeout,
+                            settings=settings, network=network)

@@ -13,6 +13,7 @@ group, and killing it tears the PID namespace down with every process in it.
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from yudai_solver.base.errors import YudaiError
@@ -50,6 +51,8 @@ class BubblewrapSandbox(LocalSandbox):
     Needs the `bwrap`, `setpriv` and `prlimit` programs and a worker running as root. `network` overrides the
     `sandbox_network` setting for this sandbox (a per-solve option).
     """
+
+    config: BubblewrapConfig
 
     def __init__(
         self,
@@ -162,7 +165,7 @@ def chown_tree(tree: Path, uid: int) -> None:
             os.chown(os.path.join(parent, name), uid, uid, follow_symlinks=False)
 
 
-def _parent_dirs(paths) -> list[str]:
+def _parent_dirs(paths: Iterable[str]) -> list[str]:
     """`--dir` for every missing ancestor of the bind targets, mode 0755 (bwrap would make them 0700, root's)."""
     parents = sorted({str(p) for path in paths for p in Path(path).parents if str(p) != "/"}, key=len)
     args = []

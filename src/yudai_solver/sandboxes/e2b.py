@@ -10,13 +10,11 @@ Not run against the real E2B service from this project's machines (it cannot be 
 drive this module through a fake of the SDK's `Sandbox` class.
 """
 
+import functools
 import logging
 import math
-import os
-import re
 import shlex
 import socket
-import subprocess
 import tarfile
 import tempfile
 import threading
@@ -24,15 +22,20 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from yudai_solver.base import git
 from yudai_solver.base.errors import YudaiError
 from yudai_solver.base.settings import Settings
 from yudai_solver.sandboxes.local import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_PATH, OutputCapture, sandbox_environment
 from yudai_solver.sandboxes.protocol import CommandResult, SandboxKilled, raise_if_submitted
 
+if TYPE_CHECKING:
+    import e2b
+
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 APP = "yudai-solver"
 HOME_DIR = "/home/user"
@@ -40,14 +43,13 @@ REPO_DIR = f"{HOME_DIR}/repo"
 MAX_PATCH_BYTES = 16 * 1024 * 1024
 _GRACE_S = 30  # the SDK's own stream timeout, beyond the in-sandbox `timeout`: a backstop, never the rule
 _TIMEOUT_KILLED = 137  # `timeout -s KILL` kills the command's process group; the shell reports 128 + 9
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class E2BError(YudaiError):
     """The E2B service or a sandbox of it failed."""
 
 
-def sdk() -> Any:
+def sdk() -> "type[e2b.Sandbox]":
     """The SDK's `Sandbox` class (imported on first use); tests replace this function to inject a fake."""
     from e2b import Sandbox
 
@@ -116,7 +118,7 @@ class E2BSandbox:
             self.close()
             raise
 
-    def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
+    def execute(self, action: dict[str, Any], cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
         """Run an agent command; see `Sandbox.execute` for the contract."""
         timeout = timeout or self.config.timeout
         result = self._run_capped(action.get("command", ""), str(Path(self.config.cwd, cwd)), timeout, False)
@@ -153,7 +155,7 @@ class E2BSandbox:
 
     def sync_workspace(self, base_commit: str) -> None:
         """Apply the sandbox's `git diff --binary base_commit` (new files included) to the worker's checkout."""
-        if not _SHA.fullmatch(base_commit):
+        if not git.COMMIT_SHA.fullmatch(base_commit):
             raise ValueError(f"base_commit must be a full commit SHA, not {base_commit!r}")
         patch = self._patch(base_commit)
         if patch.strip():
@@ -163,7 +165,7 @@ class E2BSandbox:
         """Config only; the agent adds the platform variables. Never `os.environ`."""
         return self.config.model_dump() | kwargs
 
-    def serialize(self) -> dict:
+    def serialize(self) -> dict[str, Any]:
         environment_type = f"{self.__class__.__module__}.{self.__class__.__name__}"
         return {"info": {"config": {"environment": self.config.model_dump(mode="json"),
                                     "environment_type": environment_type, "sandbox_id": self.sandbox_id}}}
@@ -243,7 +245,7 @@ class E2BSandbox:
     def _patch(self, base_commit: str) -> str:
         exclude = ""
         if self._setup_artifacts:
-            excluded = "\n".join("/" + re.sub(r"([\\*?\[!#])", r"\\\1", p) for p in sorted(self._setup_artifacts))
+            excluded = "\n".join(git.ignore_pattern(path) for path in sorted(self._setup_artifacts))
             exclude = f"printf '%s\\n' {shlex.quote(excluded)} >> .git/info/exclude && "
         # Explicit prefixes, no colour, no external drivers: the sandbox's git configuration is the agent's.
         script = (f"{exclude}git add --all && git -c core.quotepath=off diff --cached --binary --no-color "
@@ -259,7 +261,8 @@ class _BoundedText:
     """Collects text up to a limit; E2BError beyond it (a patch is useless cut)."""
 
     def __init__(self, limit: int):
-        self._limit, self._size, self._parts = limit, 0, []
+        self._limit, self._size = limit, 0
+        self._parts: list[str] = []
 
     def add(self, text: str) -> None:
         self._size += len(text)
@@ -273,16 +276,15 @@ class _BoundedText:
 
 def pack_repository(workspace: Path, scratch: Path) -> Path:
     """A tar holding `repo/`: a depth-1 clone of the checkout's HEAD, with no remote and no borrowed objects."""
-    from yudai_solver.execution.workspace import GIT_USER_EMAIL, GIT_USER_NAME, git_environment
-
     clone = scratch / "repo"
     for args in (["clone", "--quiet", "--depth", "1", "--no-tags", f"file://{workspace}", str(clone)],
                  ["-C", str(clone), "remote", "remove", "origin"],
-                 ["-C", str(clone), "config", "user.name", GIT_USER_NAME],
-                 ["-C", str(clone), "config", "user.email", GIT_USER_EMAIL]):
-        done = subprocess.run(["git", *args], env=git_environment(), capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            raise E2BError(f"packing the repository failed: git {args[0]}: {done.stderr.strip()[-500:]}")
+                 ["-C", str(clone), "config", "user.name", git.USER_NAME],
+                 ["-C", str(clone), "config", "user.email", git.USER_EMAIL]):
+        try:
+            git.run(*args, env=git.trusted_env())
+        except git.GitError as exc:
+            raise E2BError(f"packing the repository failed: {exc.message}") from None
     archive = scratch / "repo.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(clone, arcname="repo")
@@ -295,13 +297,11 @@ def apply_patch(workspace: Path, patch: str) -> None:
     git apply refuses paths outside the tree, inside `.git` and through symbolic links.
     """
     with tempfile.TemporaryDirectory(prefix="yudai-apply-") as scratch:
-        env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOME": scratch, "LC_ALL": "C",
-               "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0",
-               "GIT_ALLOW_PROTOCOL": ""}
-        done = subprocess.run(["git", "apply", "--binary", "--whitespace=nowarn", "-"], cwd=workspace, env=env,
-                              input=patch.encode(), capture_output=True, timeout=600)
-    if done.returncode != 0:
-        raise E2BError(f"applying the sandbox's patch failed: {done.stderr.decode(errors='replace')[-1000:]}")
+        try:
+            git.run("apply", "--binary", "--whitespace=nowarn", "-", cwd=workspace, env=git.isolated_env(scratch),
+                    stdin=patch.encode())
+        except git.GitError as exc:
+            raise E2BError(f"applying the sandbox's patch failed: {exc.message}") from None
 
 
 def owner(settings: Settings) -> str:
@@ -324,7 +324,7 @@ def kill_orphans(settings: Settings, *, keep: Collection[str] = ()) -> list[str]
         for info in _translated(pages.next_items):
             mine = all((info.metadata or {}).get(key) == value for key, value in tag.items())
             if mine and info.sandbox_id not in keep:
-                _translated(lambda sandbox_id=info.sandbox_id: api.kill(sandbox_id))
+                _translated(functools.partial(api.kill, info.sandbox_id))
                 killed.append(info.sandbox_id)
     return killed
 
@@ -362,7 +362,7 @@ def throttle_for(settings: Settings) -> Throttle:
         return _THROTTLES.setdefault(key, Throttle(*key))
 
 
-def _translated(call: Callable[[], Any]) -> Any:
+def _translated(call: Callable[[], T]) -> T:
     """Call into the SDK; its errors become E2BError (type and message only; the SDK never puts the key there)."""
     try:
         return call()

@@ -82,7 +82,7 @@ class LocalSandbox:
         self._running: set[int] = set()  # process group ids of commands not yet reaped
         self._killed = False
 
-    def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
+    def execute(self, action: dict[str, Any], cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
         """Run an agent command; see `Sandbox.execute` for the contract."""
         timeout = timeout or self.config.timeout
         result = self._run_capped(action.get("command", ""), str(Path(self.config.cwd, cwd)), timeout)
@@ -114,7 +114,7 @@ class LocalSandbox:
         """Config and host platform (the default templates need `system`, `release`, ...); never `os.environ`."""
         return self.config.model_dump() | platform.uname()._asdict() | kwargs
 
-    def serialize(self) -> dict:
+    def serialize(self) -> dict[str, Any]:
         return {
             "info": {
                 "config": {
@@ -149,7 +149,7 @@ class LocalSandbox:
         """The program that runs `command`; subclasses wrap it (the process group, timeout and capture stay)."""
         return ["bash", "-c", command]
 
-    def _start(self, command: str, cwd: str, network: bool = False) -> subprocess.Popen:
+    def _start(self, command: str, cwd: str, network: bool = False) -> subprocess.Popen[bytes]:
         # Started under the lock, so a concurrent kill() either sees the new group or has already refused it.
         with self._lock:
             if self._killed:
@@ -166,13 +166,14 @@ class LocalSandbox:
             self._running.add(process.pid)
         return process
 
-    def _end(self, process: subprocess.Popen) -> int:
+    def _end(self, process: subprocess.Popen[bytes]) -> int:
         """Kill what is left of the command's group, then reap the leader; returns its exit code."""
         # The leader is not reaped yet, so its pid (= the group id) cannot have been recycled: the kill hits only
         # our processes. It also ends background children, which would otherwise outlive the command and the run.
         with self._lock:
             _kill_group(process.pid)
             self._running.discard(process.pid)
+        assert process.stdout is not None  # started with stdout=PIPE
         process.stdout.close()
         return process.wait()
 
@@ -221,7 +222,7 @@ def worker_path() -> str:
     return os.pathsep.join(parts) or DEFAULT_PATH
 
 
-def _read_output(process: subprocess.Popen, deadline: float, limit: int) -> tuple[OutputCapture, bool]:
+def _read_output(process: subprocess.Popen[bytes], deadline: float, limit: int) -> tuple[OutputCapture, bool]:
     """Read the output as it streams until EOF or `deadline`; returns it capped, and whether the deadline hit.
 
     Background children can hold the pipe open forever (`server &`): once the command itself has exited they get
@@ -229,11 +230,13 @@ def _read_output(process: subprocess.Popen, deadline: float, limit: int) -> tupl
     """
     capture = OutputCapture(limit)
     stop, leader_exited = deadline, False
+    stdout = process.stdout
+    assert stdout is not None  # started with stdout=PIPE
     with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
+        selector.register(stdout, selectors.EVENT_READ)
         while (remaining := stop - time.monotonic()) > 0:
             if selector.select(min(remaining, _POLL_S)):
-                if not (chunk := os.read(process.stdout.fileno(), _READ_CHUNK)):
+                if not (chunk := os.read(stdout.fileno(), _READ_CHUNK)):
                     return capture, False
                 capture.add(chunk)
             if not leader_exited and _exited_now(process.pid):

@@ -36,7 +36,7 @@ class Sandbox(Protocol):
     config: Any
     sandbox_id: str
 
-    def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
+    def execute(self, action: dict[str, Any], cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
         """Run `action["command"]`; return `{"output", "returncode", "exception_info"}`.
 
         A timeout is a result (returncode -1, exception_info set), not an exception. Raises mini-swe-agent's
@@ -72,7 +72,7 @@ class Sandbox(Protocol):
         """Variables for the agent's prompt templates; never the worker's environment."""
         ...
 
-    def serialize(self) -> dict:
+    def serialize(self) -> dict[str, Any]:
         """The sandbox's part of a trajectory (mini-swe-agent's `info.config` shape); never secret values."""
         ...
 

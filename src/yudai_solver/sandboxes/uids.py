@@ -19,6 +19,9 @@ class NoFreeUid(YudaiError):
 class UidLease:
     """One uid from `[base, base + count)`, held until `release()`."""
 
+    uid: int
+    _fd: int | None
+
     def __init__(self, lock_dir: Path, base: int, count: int):
         lock_dir.mkdir(parents=True, exist_ok=True)
         for uid in range(base, base + count):

@@ -18,4 +18,5 @@ def protect_worker_environment() -> bool:
     if not path:
         return False
     libc = ctypes.CDLL(path, use_errno=True)
-    return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    result: int = libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # restype is the default, c_int: an int
+    return result == 0

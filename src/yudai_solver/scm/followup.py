@@ -1,37 +1,50 @@
-"""What happens once a solve has ended: the champion's pull request, then the answer on the issue."""
+"""The one follow-up once a solve has ended: the champion's pull request, then the answer on the issue."""
 
 import logging
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from yudai_solver.base import statuses
+from yudai_solver.base.models import Solve
 from yudai_solver.base.settings import Settings
 from yudai_solver.scm.comments import report_on_issue
+from yudai_solver.scm.git import Checkouts
 from yudai_solver.scm.pr import PrOutcome, open_champion_pr, retry
 
 log = logging.getLogger(__name__)
+ENDED = (statuses.COMPLETED, statuses.FAILED)
 
 
-def on_solve_ended(settings: Settings, session_factory: sessionmaker[Session], solve_id: str) -> str | None:
-    """Open the champion's PR (if asked) and comment on the issue (if a webhook started the solve).
+def on_solve_ended(settings: Settings, session_factory: sessionmaker[Session], solve_id: str,
+                   workspaces: Checkouts) -> str | None:
+    """If the solve has ended (completed or failed): open the champion's PR (if asked) and comment on the issue
+    (if a webhook started the solve); else do nothing. Returns the PR's URL, if any.
 
-    Call it after `reducer.finish_if_done` returned True, once that transaction has committed. Idempotent, and
-    it never raises: a failure is recorded on the run or logged. Returns the PR's URL, if any.
+    Idempotent (no second PR, no second comment) and it never raises: a failure is recorded on the run or logged.
+    So whatever may have ended a solve (its last run, its verification, a budget, a lost worker) calls it once
+    that transaction has committed.
     """
+    with session_factory() as session:
+        status = session.scalar(select(Solve.status).where(Solve.id == solve_id))
+    if status not in ENDED:
+        return None
     url = None
     try:
-        url = open_champion_pr(settings, session_factory, solve_id)
+        url = open_champion_pr(settings, session_factory, solve_id, workspaces)
     except Exception:  # noqa: BLE001 - the solve has ended either way; the worker must go on
         log.exception("solve %s: opening the pull request failed", solve_id)
     _report(settings, session_factory, solve_id)
     return url
 
 
-def retry_pr(settings: Settings, session_factory: sessionmaker[Session], solve_id: str) -> PrOutcome:
+def retry_pr(settings: Settings, session_factory: sessionmaker[Session], solve_id: str,
+             workspaces: Checkouts) -> PrOutcome:
     """The retry endpoint: open the champion's PR (asked for or not) and comment if none was made yet.
 
     Conflict when the solve has no champion; a push or API failure is in the outcome (and on the run).
     """
-    outcome = retry(settings, session_factory, solve_id)
+    outcome = retry(settings, session_factory, solve_id, workspaces)
     _report(settings, session_factory, solve_id)
     return outcome
 

@@ -5,14 +5,21 @@ command: never in a remote URL, a config file, an argument list or a log line.
 """
 
 import base64
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
-from yudai_solver.execution.workspace import GitError, WorkspaceCache, git_environment
+from yudai_solver.base import git
 
-GIT_TIMEOUT_S = 600
+
+class Checkouts(Protocol):
+    """What the branch needs of the worker's mirror cache (`execution.workspace.WorkspaceCache`, which sits above
+    scm and is handed down by the caller, never imported here)."""
+
+    def checkout(self, repo: str, base_branch: str, dest: Path, *, commit: str | None = None) -> str: ...
+
+    def remove(self, dest: Path) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class Commit:
     """Author and committer date: a fixed date makes a retried commit the same commit, so a re-push is a no-op."""
 
 
-def build_branch(workspaces: WorkspaceCache, *, repo: str, base_branch: str, base_commit: str, branch: str,
+def build_branch(workspaces: Checkouts, *, repo: str, base_branch: str, base_commit: str, branch: str,
                  patch: str, commit: Commit, dest: Path) -> str:
     """Check `base_commit` out of the mirror into `dest` as `branch`, apply `patch`, commit; returns the SHA."""
     workspaces.checkout(repo, base_branch, dest)
@@ -55,17 +62,4 @@ def auth_header(token: str) -> dict[str, str]:
 def run_git(*args: str, cwd: Path | None = None, stdin: bytes | None = None,
             extra_env: dict[str, str] | None = None) -> str:
     """stdout of git run with the worker's minimal environment; GitError with git's own message on failure."""
-    done = subprocess.run(["git", *args], cwd=cwd, env=git_environment() | (extra_env or {}), input=stdin,
-                          capture_output=True, timeout=GIT_TIMEOUT_S, check=False)
-    if done.returncode != 0:
-        stderr = done.stderr.decode(errors="replace").strip()
-        raise GitError(f"git {_verb(args)} failed: {stderr[-2000:]}")
-    return done.stdout.decode(errors="replace")
-
-
-def _verb(args: tuple[str, ...]) -> str:
-    """The git subcommand among `args` (global options such as `-c KEY=VALUE` and `-C DIR` skipped)."""
-    rest = list(args)
-    while rest and rest[0] in ("-c", "-C"):
-        rest = rest[2:]
-    return rest[0] if rest else "?"
+    return git.text(*args, env=git.trusted_env() | (extra_env or {}), cwd=cwd, stdin=stdin)

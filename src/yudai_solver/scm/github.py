@@ -1,31 +1,43 @@
 """GitHub (and GitHub Enterprise Server) through githubkit; its errors are translated here, where they enter."""
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
-from yudai_solver.execution.workspace import GitError
+from yudai_solver.base.git import GitError
 from yudai_solver.base.settings import Settings
 from yudai_solver.scm import git
-from yudai_solver.scm.hosts import split_repo
 from yudai_solver.scm.protocol import AuthRejected, HostUnreachable, IssueData, IssueNotFound, RepoNotFound, ScmError
 
 log = logging.getLogger(__name__)
+_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 class GitHubHost:
     """Issues, pull requests and comments over the REST API; pushes over https with the token as a header."""
 
-    name = "github"
+    name, title, has_issues = "github", "GitHub", True
 
     def __init__(self, *, api_url: str, token: str | None, timeout_s: float):
         self.api_url, self._token, self.timeout_s = api_url, token, timeout_s
 
     @classmethod
+    def serves(cls, settings: Settings, repo: str) -> bool:
+        """github.com repositories, and those on the host of the configured API (GitHub Enterprise)."""
+        hosts = {"github.com", urlparse(settings.github_api_url).hostname}
+        return split_repo(repo) is not None and urlparse(repo).hostname in hosts
+
+    @classmethod
     def from_settings(cls, settings: Settings) -> "GitHubHost":
         token = settings.github_token.get_secret_value() if settings.github_token else None
         return cls(api_url=settings.github_api_url, token=token or None, timeout_s=settings.github_timeout_s)
+
+    def git_credentials(self, repo: str) -> dict[str, str]:
+        """With YUDAI_GITHUB_TOKEN, the token as an HTTP header (so private repositories can be fetched)."""
+        return git.auth_header(self._token) if self._token else {}
 
     def fetch_issue(self, repo: str, number: int) -> IssueData:
         owner, name = _split(repo)
@@ -99,6 +111,7 @@ class GitHubHost:
     @contextmanager
     def _api(self, doing: str) -> Iterator:
         """A githubkit client; any githubkit or transport error leaves as an ScmError saying what was being done."""
+        # Lazy: githubkit takes about half a second to import, and only GitHub requests need it (not the API's start).
         from githubkit import GitHub
         from githubkit.exception import GitHubException, RequestFailed
 
@@ -138,6 +151,16 @@ def _cause(exc: Exception) -> str:
 
 def _label(item) -> str:
     return item.get("name", "") if isinstance(item, dict) else str(item)
+
+
+def split_repo(repo: str) -> tuple[str, str] | None:
+    """(owner, name) of an `https://HOST/OWNER/NAME[.git]` URL, else None."""
+    if not repo.startswith("https://"):
+        return None
+    parts = urlparse(repo).path.strip("/").removesuffix(".git").split("/")
+    if len(parts) != 2 or not all(_NAME.match(part) for part in parts):
+        return None
+    return parts[0], parts[1]
 
 
 def _split(repo: str) -> tuple[str, str]:

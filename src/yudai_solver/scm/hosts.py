@@ -1,55 +1,37 @@
-"""Which host serves a repository, picked by name: GitHub for its https URLs, `local` for local repositories."""
+"""The registry of code hosts, and the only way to one: `host_for(settings, repo)`.
 
-import re
-from urllib.parse import urlparse
+Adding a host means one module with a class that implements `ScmHost` and `HostKind`, plus one line in `HOSTS`.
+"""
 
-from yudai_solver.execution.workspace import WorkspaceCache
-from yudai_solver.solving.repos import is_local
+from collections.abc import Callable
+
 from yudai_solver.base.settings import Settings
-from yudai_solver.scm.git import auth_header
-from yudai_solver.scm.protocol import ScmHost
+from yudai_solver.scm.github import GitHubHost
+from yudai_solver.scm.local import LocalHost
+from yudai_solver.scm.protocol import HostKind, ScmHost
 
-_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
-def split_repo(repo: str) -> tuple[str, str] | None:
-    """(owner, name) of an `https://HOST/OWNER/NAME[.git]` URL, else None."""
-    if not repo.startswith("https://"):
-        return None
-    parts = urlparse(repo).path.strip("/").removesuffix(".git").split("/")
-    if len(parts) != 2 or not all(_NAME.match(part) for part in parts):
-        return None
-    return parts[0], parts[1]
-
-
-def is_github(settings: Settings, repo: str) -> bool:
-    """True for github.com repositories and for those on the host of the configured API (GitHub Enterprise)."""
-    hosts = {"github.com", urlparse(settings.github_api_url).hostname}
-    return split_repo(repo) is not None and urlparse(repo).hostname in hosts
-
-
-def host_kind(settings: Settings, repo: str) -> str | None:
-    if is_local(repo):
-        return "local"
-    return "github" if is_github(settings, repo) else None
+HOSTS: tuple[HostKind, ...] = (
+    LocalHost,
+    GitHubHost,
+)
+"""Asked in order; the first that serves a repository is its host."""
 
 
 def host_for(settings: Settings, repo: str) -> ScmHost | None:
-    """The host of `repo`, or None where none is known (an https repository that is not on GitHub)."""
-    from yudai_solver.scm.github import GitHubHost
-    from yudai_solver.scm.local import LocalHost
-
-    makers = {"github": GitHubHost.from_settings, "local": lambda _settings: LocalHost()}
-    kind = host_kind(settings, repo)
-    return makers[kind](settings) if kind else None
+    """The host of `repo`, or None where none is known (an https repository on no registered host)."""
+    for kind in HOSTS:
+        if kind.serves(settings, repo):
+            return kind.from_settings(settings)
+    return None
 
 
-def workspaces_for(settings: Settings) -> WorkspaceCache:
-    """The worker's mirror cache; with YUDAI_GITHUB_TOKEN, GitHub repositories (private ones too) are fetched with
-    it — in the fetching process's environment only, and never for a repository on another host."""
-    token = settings.github_token.get_secret_value() if settings.github_token else None
+def credentials_for(settings: Settings) -> Callable[[str], dict[str, str]]:
+    """What git needs to fetch a repository, asked of the repository's own host (GitHub: the token, so private
+    repositories can be fetched): for one fetching process's environment only, never another host's repository."""
 
     def credentials(repo: str) -> dict[str, str]:
-        return auth_header(token) if token and is_github(settings, repo) else {}
+        host = host_for(settings, repo)
+        return host.git_credentials(repo) if host else {}
 
-    return WorkspaceCache(settings.data_dir / "mirrors", credentials=credentials)
+    return credentials
+

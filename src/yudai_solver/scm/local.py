@@ -3,7 +3,8 @@
 import re
 from pathlib import Path
 
-from yudai_solver.execution.workspace import GitError
+from yudai_solver.base.git import GitError
+from yudai_solver.base.settings import Settings
 from yudai_solver.scm import git
 from yudai_solver.scm.protocol import IssueData, NoIssueTracker, ScmError
 
@@ -13,11 +14,26 @@ _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 class LocalHost:
     """Pushes to the `origin` remote (for example a bare repository); the "pull request" is `ORIGIN#BRANCH`."""
 
-    name = "local"
+    name, title, has_issues = "local", "the local repository", False
+
+    @classmethod
+    def serves(cls, settings: Settings, repo: str) -> bool:
+        """Every repository that is no https URL: a path under the configured local roots."""
+        return not repo.startswith("https://")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LocalHost":
+        return cls()
+
+    def git_credentials(self, repo: str) -> dict[str, str]:
+        return {}
 
     def fetch_issue(self, repo: str, number: int) -> IssueData:
         raise NoIssueTracker("a local repository has no issue tracker: give issue_title (and issue_body)",
                              field="issue_title")
+
+    def is_collaborator(self, repo: str, login: str) -> bool:
+        return False
 
     def push(self, repo: str, checkout: Path, branch: str) -> None:
         git.push(checkout, origin_of(repo), branch)

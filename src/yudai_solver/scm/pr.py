@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from yudai_solver.base import statuses
 from yudai_solver.base.db import transaction
 from yudai_solver.base.errors import Conflict, NotFound
-from yudai_solver.execution.records import storable
 from yudai_solver.base.models import Solve, SolveRun, utcnow
+from yudai_solver.base.run_results import RunDiagnostics
 from yudai_solver.base.settings import Settings
+from yudai_solver.base.db import storable
 from yudai_solver.scm import pr_body
-from yudai_solver.scm.git import Commit, build_branch
-from yudai_solver.scm.hosts import host_for, workspaces_for
+from yudai_solver.scm.git import Checkouts, Commit, build_branch
+from yudai_solver.scm.hosts import host_for
 from yudai_solver.scm.protocol import ScmError
 
 log = logging.getLogger(__name__)
@@ -54,21 +55,23 @@ class _Plan:
     commit: Commit
 
 
-def open_champion_pr(settings: Settings, session_factory: sessionmaker[Session], solve_id: str) -> str | None:
+def open_champion_pr(settings: Settings, session_factory: sessionmaker[Session], solve_id: str,
+                     workspaces: Checkouts) -> str | None:
     """Open the PR of a solve that asked for one (`create_pr`) and has a champion; returns its URL, else None.
 
     Call it once a solve has ended (after `reducer.finish_if_done` returned True), outside its transaction.
     Never raises for a push or API failure: the reason goes on the champion run as `diagnostics.pr_error`.
     """
-    return attempt(settings, session_factory, solve_id).pr_url
+    return attempt(settings, session_factory, solve_id, workspaces).pr_url
 
 
-def retry(settings: Settings, session_factory: sessionmaker[Session], solve_id: str) -> PrOutcome:
+def retry(settings: Settings, session_factory: sessionmaker[Session], solve_id: str,
+          workspaces: Checkouts) -> PrOutcome:
     """Open (or re-try) the champion's PR whether or not the solve asked for one; Conflict without a champion."""
-    return attempt(settings, session_factory, solve_id, force=True)
+    return attempt(settings, session_factory, solve_id, workspaces, force=True)
 
 
-def attempt(settings: Settings, session_factory: sessionmaker[Session], solve_id: str, *,
+def attempt(settings: Settings, session_factory: sessionmaker[Session], solve_id: str, workspaces: Checkouts, *,
             force: bool = False) -> PrOutcome:
     with _solve_lock(solve_id):
         plan = _plan(settings, session_factory, solve_id, force=force)
@@ -76,7 +79,7 @@ def attempt(settings: Settings, session_factory: sessionmaker[Session], solve_id
             return plan
         url, error = None, None
         try:
-            url = _publish(settings, plan)
+            url = _publish(settings, plan, workspaces)
         except Exception as exc:  # noqa: BLE001 - recorded on the run: a PR never fails the solve
             error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         _record(session_factory, plan.run_id, branch=plan.branch, url=url, error=error)
@@ -109,40 +112,41 @@ def _plan(settings: Settings, factory: sessionmaker[Session], solve_id: str, *, 
             return PrOutcome(None, None, None)
         if champion.pr_url:
             return PrOutcome(champion.id, champion.pr_url, None)
-        problem = _unusable(champion.diagnostics or {})
+        diagnostics = RunDiagnostics.from_json(champion.diagnostics)
+        problem = _unusable(diagnostics)
         if problem:
             _set_pr_error(champion, problem)
             return PrOutcome(champion.id, None, problem)
-        return _plan_of(settings, session, solve, champion)
+        return _plan_of(settings, session, solve, champion, diagnostics)
 
 
-def _unusable(diagnostics: dict) -> str | None:
-    if diagnostics.get("patch_truncated"):
+def _unusable(diagnostics: RunDiagnostics) -> str | None:
+    if diagnostics.patch_truncated:
         return "the champion's patch is over 1 MB and was stored truncated: no pull request"
-    if not diagnostics.get("patch"):
+    if not diagnostics.patch:
         return "the champion changed nothing: no pull request"
-    if not diagnostics.get("base_commit"):
+    if not diagnostics.base_commit:
         return "the champion's base commit was not recorded: no pull request"
     return None
 
 
-def _plan_of(settings: Settings, session: Session, solve: Solve, champion: SolveRun) -> _Plan:
+def _plan_of(settings: Settings, session: Session, solve: Solve, champion: SolveRun,
+             diagnostics: RunDiagnostics) -> _Plan:
     runs = list(session.scalars(
         select(SolveRun).where(SolveRun.solve_id == solve.id).order_by(SolveRun.created_at, SolveRun.id)
     ))
     commit = Commit(message=pr_body.commit_message(solve, champion), author_name=settings.pr_author_name,
                     author_email=settings.pr_author_email, when=champion.completed_at or solve.completed_at or utcnow())
     return _Plan(solve.id, champion.id, solve.repo_url, solve.base_branch or "main",
-                 champion.diagnostics["base_commit"], pr_body.branch_name(solve), champion.diagnostics["patch"],
+                 diagnostics.base_commit, pr_body.branch_name(solve), diagnostics.patch,
                  pr_body.title(solve), pr_body.body(solve, runs, champion), commit)
 
 
-def _publish(settings: Settings, plan: _Plan) -> str:
+def _publish(settings: Settings, plan: _Plan, workspaces: Checkouts) -> str:
     host = host_for(settings, plan.repo)
     if host is None:
         raise ScmError(f"no code host known for {plan.repo}: pull requests are made on GitHub and for local "
                        "repositories (pushed to their origin remote)")
-    workspaces = workspaces_for(settings)
     scratch = settings.data_dir / "prs" / f"{plan.solve_id}-{uuid.uuid4().hex[:8]}"
     try:
         build_branch(workspaces, repo=plan.repo, base_branch=plan.base_branch, base_commit=plan.base_commit,

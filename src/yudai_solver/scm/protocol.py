@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Protocol
 
 from yudai_solver.base.errors import YudaiError
+from yudai_solver.base.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -18,12 +19,27 @@ class IssueData:
 
 
 class ScmHost(Protocol):
-    """A repository's host: GitHub (API plus authenticated push) or a local repository's `origin` remote."""
+    """A repository's host: GitHub (API plus authenticated push) or a local repository's `origin` remote.
+
+    Everything that differs between hosts is here: the credentials git needs, the issue tracker, who may write to
+    the repository, pushes, pull requests and comments. Callers get a host from `scm.hosts.host_for` only.
+    """
 
     name: str
+    """The registry's key, e.g. "github"."""
+    title: str
+    """How messages name the host, e.g. "GitHub"."""
+    has_issues: bool
+    """False where the host keeps no issues (then `fetch_issue` raises NoIssueTracker)."""
+
+    def git_credentials(self, repo: str) -> dict[str, str]:
+        """The environment one git process needs to fetch `repo` (empty: none); never written anywhere."""
 
     def fetch_issue(self, repo: str, number: int) -> IssueData:
         """The issue as the host has it; IssueNotFound, RepoNotFound, HostUnreachable or ScmError otherwise."""
+
+    def is_collaborator(self, repo: str, login: str) -> bool:
+        """True when `login` may write to the repository (asked of the host); ScmError when it cannot tell."""
 
     def push(self, repo: str, checkout: Path, branch: str) -> None:
         """Push the checkout's HEAD to `branch` of the repository's remote (no credential left on disk)."""
@@ -33,6 +49,18 @@ class ScmHost(Protocol):
 
     def comment(self, repo: str, number: int, body: str) -> str | None:
         """Comment on the issue; returns the comment's URL, None where the host has no issues."""
+
+
+class HostKind(Protocol):
+    """A registry entry (the host's class): which repositories it serves, and the host for the settings."""
+
+    name: str
+
+    def serves(self, settings: Settings, repo: str) -> bool:
+        """True when `repo` (already in canonical form) lives on this host."""
+
+    def from_settings(self, settings: Settings) -> ScmHost:
+        """The host, configured (URL, credentials, timeouts) from the settings."""
 
 
 class ScmError(YudaiError):

@@ -1,5 +1,6 @@
-"""GitHub webhook triggers: a signed delivery labelling an issue, or a `/yudai solve [model ...]` comment by a
-permitted user, starts a solve with the configured default matrix and owner. Each delivery id counts once.
+"""GitHub webhook deliveries: the signature, the trigger a delivery carries (an issue labelled with the trigger
+label, or a `/yudai solve [model ...]` comment by a permitted user), and the record that makes each delivery id count
+once. Starting the solve is `solving.triggers`'s.
 """
 
 import hashlib
@@ -8,22 +9,17 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from yudai_solver.base.errors import InvalidInput, YudaiError
-from yudai_solver.base.models import ChatSession, Solve, SolveRun, User, WebhookDelivery
-from yudai_solver.base.schemas import SolveStart
+from yudai_solver.base.models import WebhookDelivery
 from yudai_solver.base.settings import Settings
-from yudai_solver.solving.solves import start_solve
-from yudai_solver.scm.hosts import is_github
-from yudai_solver.scm.intake import store_issue
-from yudai_solver.scm.protocol import IssueData, ScmError
+from yudai_solver.scm.hosts import host_for
+from yudai_solver.scm.protocol import IssueData, ScmError, ScmHost
 
 _COMMAND = re.compile(r"^/yudai\s+solve\b(?P<models>.*)$")
-STARTED, IGNORED, REJECTED, DUPLICATE = "started", "ignored", "rejected", "duplicate"
 
 
 class BadSignature(YudaiError):
@@ -44,20 +40,8 @@ class Trigger:
     base_branch: str
     issue: IssueData
     sender: str
+    host: ScmHost
     models: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Received:
-    delivery_id: str
-    outcome: str
-    reason: str | None = None
-    solve: Solve | None = None
-    runs: list[SolveRun] = field(default_factory=list)
-
-    @property
-    def solve_id(self) -> str | None:
-        return self.solve.id if self.solve else None
 
 
 def verified_payload(settings: Settings, body: bytes, signature: str | None) -> dict:
@@ -77,23 +61,15 @@ def verified_payload(settings: Settings, body: bytes, signature: str | None) -> 
     return payload
 
 
-def receive(session: Session, settings: Settings, *, delivery_id: str, event: str, payload: dict) -> Received:
-    """Record the delivery and start its solve if it is a permitted trigger (the caller commits, then submits).
+def read_trigger(settings: Settings, event: str, payload: dict) -> "Trigger | str":
+    """The permitted trigger this delivery carries, or why it is none. It may ask the host (open no transaction)."""
+    trigger = parse_trigger(settings, event, payload)
+    return _permitted(settings, event, trigger) if isinstance(trigger, Trigger) else trigger
 
-    A delivery id seen before answers `duplicate` and does nothing; the table's unique key settles a race.
-    """
-    delivery_id = delivery_id[:255]
-    trigger = parse_trigger(settings, event, payload)  # the network check first: no transaction is open yet
-    if isinstance(trigger, Trigger):
-        trigger = _permitted(settings, event, trigger)
-    row = _recorded(session, _delivery_row(delivery_id, event, payload))
-    if row is None:
-        return Received(delivery_id, DUPLICATE, "this delivery was received before")
-    received = _start(session, settings, trigger, delivery_id) if isinstance(trigger, Trigger) else Received(
-        delivery_id, IGNORED, trigger)
-    row.outcome, row.reason, row.solve_id = received.outcome, received.reason, received.solve_id
-    session.flush()
-    return received
+
+def record_delivery(session: Session, delivery_id: str, event: str, payload: dict) -> WebhookDelivery | None:
+    """The delivery's new row (outcome `received`), or None when its id was received before."""
+    return _recorded(session, _delivery_row(delivery_id, event, payload))
 
 
 def _recorded(session: Session, row: WebhookDelivery) -> WebhookDelivery | None:
@@ -131,7 +107,8 @@ def parse_trigger(settings: Settings, event: str, payload: dict) -> "Trigger | s
 
 def _trigger(settings: Settings, payload: dict, issue: dict, repo: dict, models: list[str]) -> "Trigger | str":
     repo_url = (repo.get("html_url") or "").rstrip("/")
-    if not is_github(settings, repo_url):
+    host = host_for(settings, repo_url)
+    if host is None or host.name != "github":
         return f"{repo_url or 'the repository'} is not served by the configured GitHub"
     if not isinstance(issue.get("number"), int) or not issue.get("title"):
         return "the payload names no issue"
@@ -142,57 +119,20 @@ def _trigger(settings: Settings, payload: dict, issue: dict, repo: dict, models:
     data = IssueData(number=issue["number"], title=issue["title"], body=issue.get("body") or "",
                      state="open", labels=labels)
     sender = (payload.get("sender") or {}).get("login") or ""
-    return Trigger(repo_url, repo.get("default_branch") or "main", data, sender, models)
+    return Trigger(repo_url, repo.get("default_branch") or "main", data, sender, host, models)
 
 
 def _permitted(settings: Settings, event: str, trigger: Trigger) -> "Trigger | str":
-    """Commands come from allowed logins or, if so configured, the repository's collaborators (asked of GitHub)."""
+    """Commands come from allowed logins or, if so configured, the repository's collaborators (asked of its host)."""
     if event != "issue_comment" or trigger.sender.lower() in settings.allowed_logins:
         return trigger
     if settings.webhook_allow_collaborators and trigger.sender:
-        from yudai_solver.scm.github import GitHubHost
-
         try:
-            if GitHubHost.from_settings(settings).is_collaborator(trigger.repo_url, trigger.sender):
+            if trigger.host.is_collaborator(trigger.repo_url, trigger.sender):
                 return trigger
         except ScmError as exc:
             return f"could not check whether {trigger.sender} may start solves: {exc.message}"
     return f"{trigger.sender or 'the sender'} may not start solves"
-
-
-def _start(session: Session, settings: Settings, trigger: Trigger, delivery_id: str) -> Received:
-    owner = session.scalar(select(User).where(User.name == settings.webhook_owner)) if settings.webhook_owner else None
-    if owner is None:
-        return Received(delivery_id, REJECTED, "no owner for webhook solves: set YUDAI_WEBHOOK_OWNER to a user name")
-    matrix = dict(settings.webhook_matrix) | ({"models": trigger.models} if trigger.models else {})
-    try:
-        request = SolveStart(
-            repo_url=trigger.repo_url, issue_number=trigger.issue.number, base_branch=trigger.base_branch,
-            issue_title=trigger.issue.title, issue_body=trigger.issue.body, matrix=matrix, create_pr=True,
-            test_command=settings.webhook_test_command, setup_command=settings.webhook_setup_command,
-            requested_by=f"github:{trigger.sender}"[:255],
-        )
-    except ValidationError as exc:
-        return Received(delivery_id, REJECTED, f"the solve request is not valid: {_first_error(exc)}")
-    try:
-        with session.begin_nested():  # a refused start leaves the delivery row in place
-            store_issue(session, trigger.repo_url, trigger.issue)
-            solve, runs = start_solve(session, user=owner, session_id=_chat(session, owner, trigger).id,
-                                      request=request, settings=settings)
-    except YudaiError as exc:
-        return Received(delivery_id, REJECTED, exc.message)
-    return Received(delivery_id, STARTED, None, solve, runs)
-
-
-def _chat(session: Session, owner: User, trigger: Trigger) -> ChatSession:
-    """One chat session per owner and repository collects the webhook-started solves."""
-    title = f"GitHub {trigger.repo_url.split('://', 1)[-1]}"
-    chat = session.scalar(select(ChatSession).where(ChatSession.user_id == owner.id, ChatSession.title == title))
-    if chat is None:
-        chat = ChatSession(user_id=owner.id, title=title)
-        session.add(chat)
-        session.flush()
-    return chat
 
 
 def _delivery_row(delivery_id: str, event: str, payload: dict) -> WebhookDelivery:
@@ -203,8 +143,3 @@ def _delivery_row(delivery_id: str, event: str, payload: dict) -> WebhookDeliver
         repo_url=(repo.get("html_url") or "")[:1000] or None, issue_number=number,
         sender=((payload.get("sender") or {}).get("login") or "")[:255] or None, outcome="received",
     )
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    return f"{'.'.join(map(str, error['loc']))}: {error['msg']}"

@@ -31,7 +31,9 @@ def _over_time(factory: sessionmaker[Session]) -> dict[str, str]:
     with factory() as session:
         rows = session.execute(select(Solve.id, Solve.started_at, Solve.time_budget_s).where(
             Solve.status == statuses.RUNNING, Solve.time_budget_s.is_not(None), Solve.started_at.is_not(None))).all()
-    return {sid: TIME_EXCEEDED for sid, started, budget in rows if (now - started).total_seconds() >= budget}
+    # The query left out the solves without a start or a budget; the checks only tell the types so.
+    return {sid: TIME_EXCEEDED for sid, started, budget in rows
+            if started is not None and budget is not None and (now - started).total_seconds() >= budget}
 
 
 def _over_cost(factory: sessionmaker[Session]) -> dict[str, str]:

@@ -7,9 +7,9 @@ to be complete; otherwise the exit status decides, as it did before reports exis
 from dataclasses import dataclass
 
 from yudai_solver.base import statuses
-from yudai_solver.execution.checks import report_from_json
-from yudai_solver.execution.testreport import compare
+from yudai_solver.base.run_results import Baseline, RunDiagnostics, StoredTest
 from yudai_solver.solving.ranking import Evidence
+from yudai_solver.solving.testreport import TestReport, compare, report_from_json
 
 
 @dataclass(frozen=True)
@@ -32,35 +32,39 @@ def gather(runs: list[RunFacts], *, baseline: dict | None, verification: dict | 
            judged: str | None) -> list[Evidence]:
     valid = [t["id"] for t in (verification or {}).get("tests", []) if t.get("valid")]
     matrix = (verification or {}).get("matrix", {})
-    base = report_from_json((baseline or {}).get("report"))
-    return [_evidence(run, base, baseline, valid, matrix.get(run.id, {}), agreement.get(run.id, 1), judged)
-            for run in runs]
+    measured = Baseline.from_json(baseline)
+    base = report_from_json(measured.report if measured else None)
+    return [_evidence(run, base, valid, matrix.get(run.id, {}), agreement.get(run.id, 0), judged) for run in runs]
 
 
-def _evidence(run: RunFacts, base, baseline, valid: list[str], cells: dict, agreement: int, judged) -> Evidence:
-    diagnostics = run.diagnostics or {}
-    change = diagnostics.get("change")
-    modified = tuple((change or {}).get("tests_modified", ()))
-    tests = _test_evidence(run, base, baseline, diagnostics.get("test") or {}, frozenset(modified))
+def _evidence(run: RunFacts, base: TestReport | None, valid: list[str], cells: dict, agreement: int,
+              judged) -> Evidence:
+    diagnostics = RunDiagnostics.from_json(run.diagnostics)
+    change = diagnostics.change
+    modified = change.tests_modified if change is not None else ()
+    tests = _test_evidence(run, base, diagnostics.test, frozenset(modified))
     return Evidence(
         id=run.id, model=run.model, status=run.status, tests_passed=run.tests_passed, loc_changed=run.loc_changed,
         files_changed=run.files_changed, tokens=run.tokens, latency_ms=run.latency_ms, error=run.error_message,
-        source_changed=bool(change["source_files"]) if change is not None else bool(run.files_changed),
+        source_changed=bool(change.source_files) if change is not None else bool(run.files_changed),
+        source_loc=change.source_loc if change is not None else None,
+        fingerprint=change.fingerprint if change is not None else None,
         tests_modified=len(modified), reproduction_passed=sum(cells.get(t) is True for t in valid),
-        reproduction_total=len(valid), agreement=agreement if run.status == statuses.COMPLETED else 0,
+        reproduction_total=len(valid), agreement=agreement,
         judged=run.id == judged, **tests,
     )
 
 
-def _test_evidence(run: RunFacts, base, baseline, test: dict, modified: frozenset[str]) -> dict:
+def _test_evidence(run: RunFacts, base: TestReport | None, test: StoredTest | None, modified: frozenset[str]) -> dict:
     if run.status != statuses.COMPLETED or run.tests_passed is None:
         return {}
-    now = report_from_json(test.get("report"))
+    now = report_from_json(test.report if test is not None else None)
     try:
         result = compare(base, now, changed_test_files=modified) if base and now else None
     except ValueError:  # reports of different runners: no test-by-test comparison
         result = None
     if result is None:
         return {"tests_inconclusive": not run.tests_passed}
-    return {"regressions": tuple(result.regressions), "regressions_in_changed": tuple(result.regressions_in_changed_tests),
+    return {"regressions": tuple(result.regressions),
+            "regressions_in_changed": tuple(result.regressions_in_changed_tests),
             "base_failures_left": tuple(result.still_failing)}

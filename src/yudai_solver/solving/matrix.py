@@ -3,6 +3,7 @@
 import itertools
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -25,9 +26,9 @@ class Experiment:
     temperature: float
     max_edits: int
     evolution: str
-    extra: dict
+    extra: dict[str, Any]
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {**self.extra, "run_id": self.run_id, "model": self.model, "temperature": self.temperature,
                 "max_edits": self.max_edits, "evolution": self.evolution}
 
@@ -48,11 +49,11 @@ def expand(matrix: Matrix, *, default_max_edits: int, max_experiments: int) -> l
     return [_experiment(cell) for cell in cells]
 
 
-def _cells(matrix: Matrix, default_max_edits: int) -> list[dict]:
+def _cells(matrix: Matrix, default_max_edits: int) -> list[dict[str, Any]]:
     if matrix.experiments is not None:
         return [
             {
-                **e.model_extra,
+                **(e.model_extra or {}),  # never None: Experiment allows extra keys
                 "model": e.model,
                 "temperature": e.temperature,
                 "max_edits": e.max_edits or default_max_edits,
@@ -69,7 +70,7 @@ def _cells(matrix: Matrix, default_max_edits: int) -> list[dict]:
     return [{"model": m, "temperature": t, "max_edits": max_edits, "evolution": e} for m, t, e in product]
 
 
-def _experiment(cell: dict) -> Experiment:
+def _experiment(cell: dict[str, Any]) -> Experiment:
     known = {"model", "temperature", "max_edits", "evolution", "run_id"}
     extra = {k: v for k, v in cell.items() if k not in known}
     return Experiment(uuid.uuid4().hex, cell["model"], cell["temperature"], cell["max_edits"], cell["evolution"], extra)

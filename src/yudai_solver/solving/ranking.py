@@ -7,6 +7,7 @@ also writes the ranking's JSON, so the order and its description cannot drift ap
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from yudai_solver.base.statuses import COMPLETED
 
@@ -39,8 +40,15 @@ class Evidence:
     reproduction_passed: int = 0
     reproduction_total: int = 0
     agreement: int = 1
-    """How many runs (this one included) landed on the same normalised source change."""
+    """How many qualified runs (this one included) landed on the same normalised source change."""
     judged: bool = False
+    source_loc: int | None = None
+    """Changed lines in source files only; None for runs stored before it was recorded (then `loc_changed`)."""
+    fingerprint: str | None = None
+
+    @property
+    def lines(self) -> int | None:
+        return self.source_loc if self.source_loc is not None else self.loc_changed
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion("more runs agree", lambda e: -e.agreement, lambda e: f"{e.agreement} runs agree"),
     Criterion("the judge's pick", lambda e: 0 if e.judged else 1,
               lambda e: "picked by the judge" if e.judged else "not picked by the judge"),
-    Criterion("fewer changed lines", lambda e: _n(e.loc_changed), lambda e: f"{e.loc_changed} changed lines"),
+    Criterion("fewer changed source lines", lambda e: _n(e.lines), lambda e: f"{e.lines} changed source lines"),
     Criterion("fewer files", lambda e: _n(e.files_changed), lambda e: f"{e.files_changed} files"),
     Criterion("fewer tokens", lambda e: _n(e.tokens), lambda e: f"{e.tokens} tokens"),
     Criterion("lower latency", lambda e: _n(e.latency_ms), lambda e: f"{e.latency_ms} ms"),
@@ -77,7 +85,7 @@ class Ranking:
     why_not: dict[str, str]
     """For each run that does not qualify, the deciding reason."""
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "champion_run_id": self.champion.id if self.champion else None,
             "reason": self.reason,
@@ -109,7 +117,7 @@ def disqualification(e: Evidence) -> str | None:
     return None
 
 
-def sort_key(e: Evidence) -> tuple:
+def sort_key(e: Evidence) -> tuple[int | str, ...]:
     return tuple(c.key(e) for c in CRITERIA)
 
 
@@ -138,12 +146,20 @@ def _reason(champion: Evidence | None, qualified: list[Evidence], evidence: list
     if champion is None:
         reasons = "; ".join(f"run {run_id[:8]}: {why}" for run_id, why in sorted(why_not.items()))
         return f"no run qualifies ({len(evidence)} runs): {reasons}"
-    summary = "; ".join(_facts(champion) + [f"{champion.loc_changed} lines in {champion.files_changed} files"])
-    if len(qualified) == 1:
-        return f"{summary}; the only run that qualifies ({len(evidence) - 1} others do not)"
-    decider = _deciding(champion, qualified[1])
-    return f"{summary}; chosen over run {qualified[1].id[:8]} for {decider.name} ({decider.says(champion)} vs " \
-           f"{decider.says(qualified[1])})"
+    summary = "; ".join(_facts(champion) + [f"{champion.lines} source lines in {champion.files_changed} files"])
+    rival = _rival(champion, qualified)
+    if rival is None:
+        alike = len(qualified) - 1
+        others = f"{alike} other qualified runs made the same change" if alike else "the only run that qualifies"
+        return f"{summary}; {others} ({len(evidence) - len(qualified)} runs do not qualify)"
+    decider = _deciding(champion, rival)
+    return f"{summary}; chosen over run {rival.id[:8]} for {decider.name} ({decider.says(champion)} vs " \
+           f"{decider.says(rival)})"
+
+
+def _rival(champion: Evidence, qualified: list[Evidence]) -> Evidence | None:
+    """The best qualified run with a different change: what the champion really had to beat."""
+    return next((e for e in qualified[1:] if e.fingerprint is None or e.fingerprint != champion.fingerprint), None)
 
 
 def _deciding(first: Evidence, second: Evidence) -> Criterion:
@@ -156,7 +172,7 @@ def _facts(e: Evidence) -> list[str]:
     return [c.says(e) for c, show in zip(CRITERIA, shown) if show]
 
 
-def _evidence_json(e: Evidence) -> dict:
+def _evidence_json(e: Evidence) -> dict[str, Any]:
     data = asdict(e)
     for key in ("id", "model", "status", "error"):
         data.pop(key)

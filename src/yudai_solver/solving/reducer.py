@@ -6,8 +6,8 @@ from sqlalchemy.orm import Session
 from yudai_solver.base import statuses
 from yudai_solver.base.models import Solve, SolveRun, utcnow
 from yudai_solver.solving.evidence import RunFacts, gather
-from yudai_solver.execution.agreement import groups
-from yudai_solver.solving.ranking import Evidence, rank, tied_at_top
+from yudai_solver.solving.agreement import groups
+from yudai_solver.solving.ranking import Evidence, disqualification, rank, tied_at_top
 
 FACT_COLUMNS = [SolveRun.id, SolveRun.model, SolveRun.status, SolveRun.tests_passed, SolveRun.loc_changed,
                 SolveRun.files_changed, SolveRun.tokens, SolveRun.latency_ms, SolveRun.error_message,
@@ -54,15 +54,13 @@ def verification_needed(solve: Solve, facts: list[RunFacts]) -> bool:
 
 
 def gather_evidence(solve: Solve, facts: list[RunFacts]) -> list[Evidence]:
+    """Every run's evidence; agreement counts only runs that qualify, so a disqualified run vouches for no one."""
     verification = solve.verification or {}
-    return gather(facts, baseline=solve.baseline, verification=verification, agreement=agreement_of(facts),
-                  judged=(verification.get("judge") or {}).get("run_id"))
-
-
-def agreement_of(facts: list[RunFacts]) -> dict[str, int]:
-    prints = {f.id: ((f.diagnostics or {}).get("change") or {}).get("fingerprint")
-              for f in facts if f.status == statuses.COMPLETED}
-    return groups(prints)
+    judged = (verification.get("judge") or {}).get("run_id")
+    first = gather(facts, baseline=solve.baseline, verification=verification, agreement={}, judged=judged)
+    prints = {e.id: e.fingerprint for e in first if disqualification(e) is None}
+    agreement = {run_id: max(size, 1) for run_id, size in groups(prints).items()}
+    return gather(facts, baseline=solve.baseline, verification=verification, agreement=agreement, judged=judged)
 
 
 def _rank(solve: Solve, facts: list[RunFacts]) -> None:

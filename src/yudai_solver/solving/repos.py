@@ -1,14 +1,15 @@
 """Which repositories a solve may name: https git URLs, or git repositories under the configured local roots."""
 
 import re
-import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
+from yudai_solver.base import git
 from yudai_solver.base.errors import InvalidInput
 
 _HTTPS = re.compile(r"^https://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~-]+){2,}(\.git)?/?$")
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<![./])$")
+_LOOKUP_TIMEOUT_S = 30  # answered while the user waits for the request
 
 
 def is_local(repo: str) -> bool:
@@ -42,10 +43,8 @@ def _local_path(repo_url: str) -> Path:
 def _is_git_repository(path: Path) -> bool:
     if not path.is_dir():
         return False
-    probe = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True, text=True, timeout=30, check=False
-    )
-    return probe.returncode == 0
+    found = git.probe("-C", str(path), "rev-parse", "--git-dir", env=git.trusted_env(), timeout=_LOOKUP_TIMEOUT_S)
+    return found is not None
 
 
 def check_branch(name: str) -> str:
@@ -59,7 +58,7 @@ def check_local_branch(repo: str, branch: str) -> None:
     """A local repository must have the branch: say so at start rather than fail every run at checkout."""
     if not is_local(repo):
         return  # a remote's branches are only known after fetching; a missing one fails the runs, naming it
-    probe = subprocess.run(["git", "-C", repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
-                           capture_output=True, text=True, timeout=30, check=False)
-    if probe.returncode != 0:
+    found = git.probe("-C", repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}",
+                      env=git.trusted_env(), timeout=_LOOKUP_TIMEOUT_S)
+    if found is None:
         raise InvalidInput(f"{repo} has no branch {branch!r}", field="base_branch")

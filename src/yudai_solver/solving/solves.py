@@ -9,11 +9,11 @@ from yudai_solver.solving import matrix as matrix_mod
 from yudai_solver.base import statuses
 from yudai_solver.solving.chat_sessions import get_owned_session
 from yudai_solver.base.errors import Conflict, NotFound
-from yudai_solver.execution.testpaths import validate_globs
+from yudai_solver.solving.testpaths import validate_globs
 from yudai_solver.base.models import Solve, SolveRun, User, utcnow
 from yudai_solver.solving.reducer import end_unfinished_runs
 from yudai_solver.solving.repos import check_branch, check_local_branch, resolve_repo
-from yudai_solver.scm import intake
+from yudai_solver.solving import intake
 from yudai_solver.base.schemas import Progress, RunSummary, SolveStart, SolveStatus
 from yudai_solver.base.settings import Settings
 

@@ -98,7 +98,11 @@ def sections(patch: str) -> list[PatchSection]:
 
 def split_patch(patch: str, *, globs: Sequence[str] | None = None) -> ChangeSplit:
     """Split `patch` into source changes and added tests, telling tests by `globs` (defaults when None)."""
-    source_files, added, modified, source_text, test_text = [], [], [], [], []
+    source_files: list[str] = []
+    added: list[str] = []
+    modified: list[str] = []
+    source_text: list[str] = []
+    test_text: list[str] = []
     parts = sections(patch)
     # A path the base has is never "added": git writes a type change (file -> link) as a deletion plus an addition.
     on_base = {section.old_path for section in parts if section.old_path is not None}

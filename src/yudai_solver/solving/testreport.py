@@ -30,9 +30,12 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
+from typing import Any
 
 MAX_IDS = 10_000
 MAX_LINE_CHARS = 2_000
+MAX_STORED_IDS = 200
+"""Failing test ids kept in a stored report; a longer list makes the report incomplete (`report_from_json`)."""
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # The marker `sandboxes.local.OutputCapture` puts where it cut the middle of an output.
@@ -114,9 +117,9 @@ class Comparison:
     regressions_in_changed_tests: tuple[str, ...]
     """Failing now, not on base, in a test file the run changed: maybe a new test, maybe a broken one."""
 
-    def as_json(self, cap: int = 50) -> dict:
+    def as_json(self, cap: int = 50) -> dict[str, Any]:
         """Each list cut to its first `cap` ids, next to `<name>_count`, the length of the whole list."""
-        result: dict = {}
+        result: dict[str, Any] = {}
         for name in ("fixed", "still_failing", "regressions", "regressions_in_changed_tests"):
             ids = getattr(self, name)
             result[name] = list(ids[:cap])
@@ -187,7 +190,11 @@ def targeted_command(command: str, path: str) -> str | None:
     if words is None or not _safe_path(path) or runner not in ("pytest", "unittest"):
         return None
     env, words = words[:len(words) - len(_without_assignments(words))], _without_assignments(words)
-    split = _python_module_index(words) + 1 if _PYTHON.match(posixpath.basename(words[0])) else 1
+    split = 1
+    if _PYTHON.match(posixpath.basename(words[0])):
+        module_at = _python_module_index(words)
+        assert module_at is not None  # runner_of found the module runner there
+        split = module_at + 1
     if runner == "unittest":  # unittest takes a file path for a module, as long as it ends in .py
         kept = words[:split] if path.endswith(".py") else None
     else:
@@ -207,7 +214,9 @@ def _parse_pytest(lines: list[str]) -> TestReport:
     end = _last_index(lines, _PYTEST_SUMMARY.match)
     if end is None:
         return TestReport("pytest", frozenset(), None, None, complete=False)
-    counts = _pytest_counts(_PYTEST_SUMMARY.match(lines[end])[1])
+    summary = _PYTEST_SUMMARY.match(lines[end])
+    assert summary is not None  # `end` is the line it matched
+    counts = _pytest_counts(summary[1])
     failed_count = counts.get("failed", 0) + counts.get("error", 0)
     start = _last_index(lines[:end], _PYTEST_SECTION.match)
     section = lines[start + 1:end] if start is not None else []
@@ -228,7 +237,9 @@ def _parse_unittest(lines: list[str]) -> TestReport:
     below_rule = (line for previous, line in itertools.pairwise(lines[:ran_at]) if previous == _UNITTEST_RULE)
     headers = [m for line in below_rule if (m := _UNITTEST_HEADER.match(line))]
     ids = [_unittest_id(m[1], m[2]) for m in headers]
-    passed = _unittest_passed(int(_UNITTEST_RAN.match(lines[ran_at])[1]), counts, ids)
+    ran = _UNITTEST_RAN.match(lines[ran_at])
+    assert ran is not None  # `ran_at` is the line it matched
+    passed = _unittest_passed(int(ran[1]), counts, ids)
     return _report("unittest", ids, passed, failed_count, complete=len(headers) == failed_count)
 
 
@@ -392,3 +403,18 @@ def _join(env: list[str], words: list[str]) -> str:
     # An assignment keeps its name unquoted, or the shell would run `'A=1'` as a program.
     assignments = [f"{name}={shlex.quote(value)}" for name, value in (e.split("=", 1) for e in env)]
     return " ".join(assignments + [shlex.quote(w) for w in words])
+
+
+def report_json(report: TestReport) -> dict[str, Any]:
+    failed = sorted(report.failed)
+    return {"runner": report.runner, "complete": report.complete, "failed": failed[:MAX_STORED_IDS],
+            "failed_ids_count": len(failed), "passed_count": report.passed_count,
+            "failed_count": report.failed_count}
+
+
+def report_from_json(data: dict[str, Any] | None) -> TestReport | None:
+    """The stored report, or None when it was not complete enough to compare test by test."""
+    if not data or not data.get("complete") or data.get("failed_ids_count", 0) > len(data.get("failed", [])):
+        return None
+    return TestReport(runner=data.get("runner"), failed=frozenset(data["failed"]), passed_count=data.get("passed_count"),
+                      failed_count=data.get("failed_count"), complete=True)

@@ -9,12 +9,14 @@ server and one script at once.
 
 import functools
 import json
+import socket
 import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 SUBMIT_COMMAND = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 
@@ -44,14 +46,14 @@ class ScriptedChatServer:
 
     def __init__(self, scripts: dict[str, list[Step]]):
         self.scripts = scripts
-        self._requests: list[dict] = []
+        self._requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
         self.base_url = ""
         """Set by `start()`: the URL to give litellm as `api_base`."""
 
     @property
-    def requests(self) -> list[dict]:
+    def requests(self) -> list[dict[str, Any]]:
         """A copy of every chat request body received so far, in arrival order."""
         with self._lock:
             return list(self._requests)
@@ -82,10 +84,10 @@ class ScriptedChatServer:
         self.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def answer(self, body: dict) -> tuple[int, dict]:
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Record `body` and return (HTTP status, JSON body) for it, sleeping the step's delay first."""
         with self._lock:
             self._requests.append(body)
@@ -99,12 +101,12 @@ class ScriptedChatServer:
         return 200, _completion(model, step)
 
 
-def _step_for(script: list[Step], messages: list[dict]) -> Step:
+def _step_for(script: list[Step], messages: list[object]) -> Step:
     index = sum(1 for message in messages if isinstance(message, dict) and message.get("role") == "assistant")
     return script[index] if index < len(script) else SUBMIT_STEP
 
 
-def _completion(model: str, step: Step) -> dict:
+def _completion(model: str, step: Step) -> dict[str, Any]:
     tool_calls = [] if step.command is None else [_tool_call(step.command)]
     message = {"role": "assistant", "content": step.content, "tool_calls": tool_calls or None}
     usage = {
@@ -122,12 +124,12 @@ def _completion(model: str, step: Step) -> dict:
     }
 
 
-def _tool_call(command: str) -> dict:
+def _tool_call(command: str) -> dict[str, Any]:
     function = {"name": "bash", "arguments": json.dumps({"command": command})}
     return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": function}
 
 
-def _error(message: str, kind: str, code: str | None) -> dict:
+def _error(message: str, kind: str, code: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
@@ -137,7 +139,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     scripted: ScriptedChatServer
 
-    def handle_error(self, request, client_address) -> None:
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[str, int]
+    ) -> None:
         # A client that timed out and hung up before a delayed answer is expected here, not a server bug.
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
@@ -146,6 +150,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.0: one request per connection, so stop() never leaves a client holding a pooled dead connection.
     protocol_version = "HTTP/1.0"
+    server: _Server
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
@@ -164,14 +169,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(400, _error("Streaming is not supported.", "invalid_request_error", None))
         self._send(*self.server.scripted.answer(body))
 
-    def _read_json(self) -> dict | None:
+    def _read_json(self) -> dict[str, Any] | None:
         try:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
         except ValueError:
             return None
         return body if isinstance(body, dict) else None
 
-    def _send(self, status: int, payload: dict) -> None:
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -179,5 +184,5 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, format: str, *args: object) -> None:
         """Silent: tests and the demo read `requests` instead of an access log."""

@@ -4,9 +4,14 @@ The engine comes from `db.create_db_engine`, so SQLite gets the same pragmas as 
 written for both databases: batch mode on SQLite, because SQLite cannot ALTER most things in place.
 """
 
+import sqlite3
+from typing import TypedDict
+
 from alembic import context
-from sqlalchemy import event
+from alembic.runtime.environment import IncludeNameFn, IncludeObjectFn
+from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from yudai_solver.base.db import create_db_engine
 from yudai_solver.base.migrate import include_name, include_object
@@ -16,13 +21,21 @@ target_metadata = Base.metadata
 
 
 def _database_url() -> str:
-    url = context.config.attributes.get("database_url")
+    url: str | None = context.config.attributes.get("database_url")
     if not url:
         raise RuntimeError("run migrations through yudai_solver.base.migrate, which passes the database URL")
     return url
 
 
-def _configure_options(url: str) -> dict:
+class _ConfigureOptions(TypedDict):
+    target_metadata: MetaData
+    render_as_batch: bool
+    include_name: IncludeNameFn
+    include_object: IncludeObjectFn
+    compare_type: bool
+
+
+def _configure_options(url: str) -> _ConfigureOptions:
     return {
         "target_metadata": target_metadata,
         "render_as_batch": make_url(url).get_backend_name() == "sqlite",
@@ -32,7 +45,7 @@ def _configure_options(url: str) -> dict:
     }
 
 
-def _foreign_keys_off(dbapi_connection, _record) -> None:
+def _foreign_keys_off(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
     # A batch migration copies a table and drops the original; with foreign keys on, that DROP deletes the
     # rows and cascades into the referencing tables (solves -> solve_runs). Consistency is checked at the end.
     dbapi_connection.execute("PRAGMA foreign_keys=OFF")

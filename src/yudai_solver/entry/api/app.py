@@ -1,5 +1,6 @@
 """The FastAPI application, built from one Settings object; errors become HTTP responses here and only here."""
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -24,7 +25,7 @@ def create_app(
     chosen = dispatcher or NullDispatcher()
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         chosen.start()
         try:
             yield
@@ -35,7 +36,8 @@ def create_app(
     app.state.settings, app.state.session_factory, app.state.dispatcher = settings, factory, chosen
     for module in (health, sessions, models, issues, solves, events, webhooks, web):
         app.include_router(module.router)
-    app.add_exception_handler(YudaiError, _domain_error)
+    # The decorator form: Starlette types `add_exception_handler` for handlers of any Exception only.
+    app.exception_handler(YudaiError)(_domain_error)
     return app
 
 

@@ -23,14 +23,16 @@ DbDep = Annotated[Session, Depends(get_db)]
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
 
 
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]

@@ -9,6 +9,7 @@ the schema at that point, and must not change when the models do.
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -26,7 +27,7 @@ def _timestamp() -> sa.DateTime:
     return sa.DateTime(timezone=True)
 
 
-def _created_updated() -> list[sa.Column]:
+def _created_updated() -> list[sa.Column[datetime]]:
     return [
         sa.Column("created_at", _timestamp(), server_default=sa.func.now(), nullable=True),
         sa.Column("updated_at", _timestamp(), nullable=True),

@@ -37,6 +37,13 @@ END $$;
 """
 
 
+def _execute_on_driver(sql: str) -> None:
+    """Run `sql` on the driver's own connection (psycopg's simple-query protocol takes many statements at once)."""
+    driver_connection = op.get_bind().connection.driver_connection
+    assert driver_connection is not None  # a checked-out connection always has its driver's
+    driver_connection.execute(sql)
+
+
 def _is_postgresql() -> bool:
     return op.get_bind().dialect.name == "postgresql"
 
@@ -48,11 +55,11 @@ def upgrade() -> None:
         from procrastinate.schema import SchemaManager
 
         # The driver's simple-query protocol runs the many statements of the file as psql would.
-        op.get_bind().connection.driver_connection.execute(SchemaManager.get_schema())
+        _execute_on_driver(SchemaManager.get_schema())
 
 
 def downgrade() -> None:
     if _is_postgresql():
-        op.get_bind().connection.driver_connection.execute(_DROP_PROCRASTINATE)
+        _execute_on_driver(_DROP_PROCRASTINATE)
     with op.batch_alter_table("solve_runs") as batch:
         batch.drop_column("job_id")

@@ -2,11 +2,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from yudai_solver.solving import solves
-from yudai_solver.base.schemas import (MAX_DB_INT, CancelOut, Page, PullRequestOut, RunBrief, RunDetail, SolveListItem, SolveStart,
-                        SolveStarted, SolveStatus)
-from yudai_solver.scm import followup
+from yudai_solver.base.schemas import (MAX_DB_INT, CancelOut, Page, PullRequestOut, RunBrief, RunDetail,
+                                       SolveListItem, SolveStart, SolveStarted, SolveStatus)
 from yudai_solver.entry.api.deps import CurrentUser, DbDep, DispatcherDep, RowId, SettingsDep
+from yudai_solver.execution.workspace import workspaces_for
+from yudai_solver.scm import followup
+from yudai_solver.solving import solves
 
 router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
 
@@ -15,10 +16,8 @@ router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
 def start(session_id: RowId, body: SolveStart, db: DbDep, user: CurrentUser, settings: SettingsDep,
           dispatcher: DispatcherDep):
     solve, rows = solves.start_solve(db, user=user, session_id=session_id, request=body, settings=settings)
-    dispatcher.enqueue(db, solve, rows)
+    dispatcher.dispatch(db, solve, rows)
     runs = [RunBrief.model_validate(r, from_attributes=True) for r in rows]
-    db.commit()
-    dispatcher.submit(solve.id)
     return SolveStarted(solve_id=solve.id, status=solve.status, runs=runs)
 
 
@@ -53,5 +52,5 @@ def pull_request(session_id: RowId, solve_id: str, request: Request, db: DbDep, 
     """Open the champion's PR now, or again after a failure; a PR already open is answered, not repeated."""
     solves.get_owned_solve(db, user=user, session_id=session_id, solve_id=solve_id)
     db.rollback()  # no transaction held open (SQLite: no write lock) while git and GitHub work
-    outcome = followup.retry_pr(settings, request.app.state.session_factory, solve_id)
+    outcome = followup.retry_pr(settings, request.app.state.session_factory, solve_id, workspaces_for(settings))
     return PullRequestOut(solve_id=solve_id, run_id=outcome.run_id, pr_url=outcome.pr_url, pr_error=outcome.pr_error)

@@ -3,9 +3,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from yudai_solver.base.errors import InvalidInput
-from yudai_solver.scm import webhooks
 from yudai_solver.base.schemas import WebhookOut
 from yudai_solver.entry.api.deps import DbDep, DispatcherDep, SettingsDep
+from yudai_solver.scm import webhooks
+from yudai_solver.solving import triggers
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -25,12 +26,11 @@ def github(db: DbDep, settings: SettingsDep, dispatcher: DispatcherDep, body: Ra
     """Verified first (401 otherwise, nothing recorded); a delivery id counts once."""
     payload = webhooks.verified_payload(settings, body, x_hub_signature_256)
     delivery_id, event = _required(x_github_delivery, "X-GitHub-Delivery"), _required(x_github_event, "X-GitHub-Event")
-    received = webhooks.receive(db, settings, delivery_id=delivery_id, event=event, payload=payload)
-    if received.solve_id:
-        dispatcher.enqueue(db, received.solve, received.runs)
-    db.commit()
-    if received.solve_id:
-        dispatcher.submit(received.solve_id)
+    received = triggers.receive(db, settings, delivery_id=delivery_id, event=event, payload=payload)
+    if received.solve is not None:
+        dispatcher.dispatch(db, received.solve, received.runs)  # commits the delivery's row with the solve
+    else:
+        db.commit()
     return WebhookOut(delivery_id=received.delivery_id, outcome=received.outcome, reason=received.reason,
                       solve_id=received.solve_id)
 

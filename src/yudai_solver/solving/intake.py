@@ -1,4 +1,5 @@
-"""Issue intake at solve start: the issue's text from the request, the `issues` table, or GitHub (kept fresh)."""
+"""Issue intake at solve start: the issue's text from the request, the `issues` table, or the repository's host
+(GitHub; kept fresh)."""
 
 import logging
 from datetime import timedelta
@@ -6,13 +7,13 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from yudai_solver.base.errors import InvalidInput
-from yudai_solver.solving.issues import find_issue, upsert_issue
 from yudai_solver.base.models import Issue, utcnow
-from yudai_solver.solving.repos import is_local
 from yudai_solver.base.schemas import IssueUpsert, SolveStart
 from yudai_solver.base.settings import Settings
-from yudai_solver.scm.hosts import is_github
-from yudai_solver.scm.protocol import IssueData, IssueNotFound, RepoNotFound, ScmError
+from yudai_solver.scm.hosts import host_for
+from yudai_solver.scm.protocol import IssueData, IssueNotFound, RepoNotFound, ScmError, ScmHost
+from yudai_solver.solving.issues import find_issue, upsert_issue
+from yudai_solver.solving.repos import is_local
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +21,16 @@ log = logging.getLogger(__name__)
 def issue_text(session: Session, settings: Settings, request: SolveStart, repo: str) -> tuple[str, str]:
     """(title, body) for the solve; InvalidInput naming the field when the issue cannot be solved.
 
-    A title in the request is taken as is. Otherwise a GitHub issue missing from the table, or stored longer ago
-    than `issue_refresh_s`, is fetched and stored (the caller's transaction); a stale copy serves when GitHub
-    cannot be reached. A closed issue is refused unless the request sets `allow_closed`.
+    A title in the request is taken as is. Otherwise an issue of a host with issues (GitHub) missing from the
+    table, or stored longer ago than `issue_refresh_s`, is fetched and stored (the caller's transaction); a stale
+    copy serves when the host cannot be reached. A closed issue is refused unless the request sets `allow_closed`.
     """
     if request.issue_title:
         return request.issue_title, request.issue_body or ""
     stored = find_issue(session, repo_url=repo, number=request.issue_number)
-    if is_github(settings, repo) and (stored is None or _stale(stored, settings.issue_refresh_s)):
-        stored = _refresh(session, settings, repo, request.issue_number, stored)
+    host = host_for(settings, repo)
+    if host is not None and host.has_issues and (stored is None or _stale(stored, settings.issue_refresh_s)):
+        stored = _refresh(session, host, repo, request.issue_number, stored)
     if stored is None:
         where = "a local repository has no issue tracker" if is_local(repo) else "the issue is not in the issues table"
         raise InvalidInput(f"{where}: give issue_title (and issue_body) or POST /issues first", field="issue_title")
@@ -53,16 +55,14 @@ def _stale(row: Issue, refresh_s: int) -> bool:
     return checked is None or utcnow() - checked > timedelta(seconds=refresh_s)
 
 
-def _refresh(session: Session, settings: Settings, repo: str, number: int, stored: Issue | None) -> Issue | None:
-    from yudai_solver.scm.github import GitHubHost
-
+def _refresh(session: Session, host: ScmHost, repo: str, number: int, stored: Issue | None) -> Issue | None:
     try:
-        data = GitHubHost.from_settings(settings).fetch_issue(repo, number)
+        data = host.fetch_issue(repo, number)
     except (IssueNotFound, RepoNotFound) as exc:
         raise InvalidInput(exc.message, field=exc.field) from None
     except ScmError as exc:
         if stored is None:
-            raise InvalidInput(f"could not read the issue from GitHub: {exc.message}", field="repo_url") from None
+            raise InvalidInput(f"could not read the issue from {host.title}: {exc.message}", field="repo_url") from None
         log.warning("using the stored copy of %s#%s: %s", repo, number, exc.message)
         return stored
     if data.is_pull_request:
