@@ -13,18 +13,26 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import deployment, median  # noqa: E402
+from harness import deployment, median
+from yudai_solver.entry.demo import TEST_COMMAND, create_repository
+from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
-from yudai_solver.entry.demo import TEST_COMMAND, create_repository  # noqa: E402
-from yudai_solver.testing.scripted import ScriptedChatServer, Step  # noqa: E402
-
-COMMANDS = ["ls", "cat calc.py", "cat test_calc.py", "grep -n 'def ' calc.py", "wc -l calc.py", "git status --short",
-            "sed -i 's/return a - b/return a + b/' calc.py", "git diff", TEST_COMMAND, "cat calc.py"]
+COMMANDS = [
+    "ls",
+    "cat calc.py",
+    "cat test_calc.py",
+    "grep -n 'def ' calc.py",
+    "wc -l calc.py",
+    "git status --short",
+    "sed -i 's/return a - b/return a + b/' calc.py",
+    "git diff",
+    TEST_COMMAND,
+    "cat calc.py",
+]
 
 
 def script(delay_s: float) -> list[Step]:
@@ -36,9 +44,18 @@ SCRIPT = script(0.0)
 
 def service_run(d, repo: Path) -> float:
     started = time.perf_counter()
-    solve = d.wait(d.start({"repo_url": str(repo), "issue_number": 1, "issue_title": "add subtracts",
-                            "issue_body": "fix add", "matrix": {"models": ["ten-steps"]},
-                            "test_command": TEST_COMMAND}))
+    solve = d.wait(
+        d.start(
+            {
+                "repo_url": str(repo),
+                "issue_number": 1,
+                "issue_title": "add subtracts",
+                "issue_body": "fix add",
+                "matrix": {"models": ["ten-steps"]},
+                "test_command": TEST_COMMAND,
+            }
+        )
+    )
     elapsed = time.perf_counter() - started
     if solve.status != "completed":
         from yudai_solver.base.models import SolveRun
@@ -50,10 +67,11 @@ def service_run(d, repo: Path) -> float:
 
 
 def direct_run(repo: Path, api_base: str) -> float:
-    from yudai_solver.execution import mswea  # noqa: F401 - configures mini-swe-agent before it is imported
     from minisweagent.agents.default import DefaultAgent
     from minisweagent.environments.local import LocalEnvironment
     from minisweagent.models.litellm_model import LitellmModel
+
+    from yudai_solver.execution import mswea  # noqa: F401 - configures mini-swe-agent before it is imported
     from yudai_solver.execution.strategies import get_strategy, mini_config
     from yudai_solver.sandboxes.local import worker_path
 
@@ -63,13 +81,22 @@ def direct_run(repo: Path, api_base: str) -> float:
         subprocess.run(["git", "clone", "-q", str(repo), str(work)], check=True)
         # mini-swe-agent's own default configuration (mini.yaml), as its `mini` command would use it.
         templates = {k: mini_config()["model"][k] for k in ("observation_template", "format_error_template")}
-        model = LitellmModel(model_name="openai/ten-steps", cost_tracking="ignore_errors", **templates,
-                             model_kwargs={"api_base": api_base, "api_key": "x", "temperature": 0.0})
+        model = LitellmModel(
+            model_name="openai/ten-steps",
+            cost_tracking="ignore_errors",
+            **templates,
+            model_kwargs={"api_base": api_base, "api_key": "x", "temperature": 0.0},
+        )
         # The same PATH as the service's sandboxes (the worker's, minus its virtualenv), so that `python3` in the
         # commands is the same program on both sides (here: a pyenv shim, which costs ~60 ms a start).
         path = {"PATH": worker_path()}
-        agent = DefaultAgent(model, LocalEnvironment(cwd=str(work), env=path), cost_limit=0, step_limit=30,
-                             **get_strategy("baseline").agent_config())
+        agent = DefaultAgent(
+            model,
+            LocalEnvironment(cwd=str(work), env=path),
+            cost_limit=0,
+            step_limit=30,
+            **get_strategy("baseline").agent_config(),
+        )
         info = agent.run("add subtracts\n\nfix add")
         tests = subprocess.run(["bash", "-c", TEST_COMMAND], cwd=work, capture_output=True, env=os.environ | path)
     elapsed = time.perf_counter() - started
@@ -94,8 +121,10 @@ def main() -> None:
                 service.append(service_run(d, repo))
                 direct.append(direct_run(repo, chat.base_url))
     s, m = median(service), median(direct)
-    print(f"service median {s:.3f}s, direct median {m:.3f}s, ratio {s / m:.2f} "
-          f"(n={args.repeat}, 10 steps + submit, model answers after {args.delay}s)")
+    print(
+        f"service median {s:.3f}s, direct median {m:.3f}s, ratio {s / m:.2f} "
+        f"(n={args.repeat}, 10 steps + submit, model answers after {args.delay}s)"
+    )
     print("service:", ", ".join(f"{x:.3f}" for x in service))
     print("direct: ", ", ".join(f"{x:.3f}" for x in direct))
 

@@ -19,17 +19,17 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, select, text
 
-from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.base.db import create_db_engine, create_session_factory, transaction
-from yudai_solver.entry.demo import create_repository
-from yudai_solver.dispatch.jobqueue import JobQueueDispatcher
 from yudai_solver.base.migrate import upgrade
 from yudai_solver.base.models import AIModel, Solve, SolveRun, User
 from yudai_solver.base.schemas import SolveStart
-from yudai_solver.testing.scripted import ScriptedChatServer, Step
 from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.jobqueue import JobQueueDispatcher
+from yudai_solver.entry.demo import create_repository
+from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.solving.solves import start_solve
 from yudai_solver.solving.users import create_user
+from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
 ADMIN = os.environ.get("YUDAI_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -55,10 +55,16 @@ class Bench:
 
     def start_workers(self, count: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("YUDAI_")} | {"YUDAI_DATABASE_URL": self.url}
-        for i in range(count):
+        for _ in range(count):
             env_i = env | {"YUDAI_DATA_DIR": str(self.tmp / f"w{len(self.workers)}")}
-            self.workers.append(subprocess.Popen([sys.executable, "-m", "yudai_solver", "worker", "--concurrency", "2"],
-                                                 env=env_i, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "yudai_solver", "worker", "--concurrency", "2"],
+                    env=env_i,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         deadline = time.monotonic() + 120
         while self._registered() < len(self.workers) and time.monotonic() < deadline:
             time.sleep(0.1)  # imports and registration
@@ -75,13 +81,19 @@ class Bench:
         self.workers = []
 
     def start(self, runs: int, model: str = "quick") -> tuple[str, datetime]:
-        body = {"repo_url": str(self.repo), "issue_number": 1, "issue_title": "t", "issue_body": "b",
-                "matrix": {"models": [model], "temperatures": [round(i / runs, 4) for i in range(runs)]},
-                "test_command": "true"}
+        body = {
+            "repo_url": str(self.repo),
+            "issue_number": 1,
+            "issue_title": "t",
+            "issue_body": "b",
+            "matrix": {"models": [model], "temperatures": [round(i / runs, 4) for i in range(runs)]},
+            "test_command": "true",
+        }
         with self.factory() as session:
             user = session.get(User, self.user_id)
-            solve, rows = start_solve(session, user=user, session_id=self.session_id, request=SolveStart(**body),
-                                      settings=self.settings)
+            solve, rows = start_solve(
+                session, user=user, session_id=self.session_id, request=SolveStart(**body), settings=self.settings
+            )
             self.dispatcher.defer(session, solve, rows)
             committed = datetime.now(UTC)
             session.commit()
@@ -161,11 +173,15 @@ def main() -> None:
                 bench.wait(solve_id)
             bench.stop_workers()
             cancel_latencies = measure_cancel(bench, args.cancels)
-            print(f"cancel -> command killed: p50 {percentile(cancel_latencies, 0.5) * 1000:.0f} ms, "
-                  f"p99 {percentile(cancel_latencies, 0.99) * 1000:.0f} ms, max {max(cancel_latencies) * 1000:.0f} ms "
-                  f"(n={args.cancels}, API-side cancel + abort, worker kills the process group)")
-            print(f"start -> first run running: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
-                  f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms (n={args.samples}, 1 idle worker)")
+            print(
+                f"cancel -> command killed: p50 {percentile(cancel_latencies, 0.5) * 1000:.0f} ms, "
+                f"p99 {percentile(cancel_latencies, 0.99) * 1000:.0f} ms, max {max(cancel_latencies) * 1000:.0f} ms "
+                f"(n={args.cancels}, API-side cancel + abort, worker kills the process group)"
+            )
+            print(
+                f"start -> first run running: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+                f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms (n={args.samples}, 1 idle worker)"
+            )
             for count in (1, 2, 4):
                 bench.start_workers(count)
                 solve_id, _ = bench.start(args.runs)
@@ -173,8 +189,10 @@ def main() -> None:
                 solve = bench.wait(solve_id)
                 elapsed = time.perf_counter() - started
                 bench.stop_workers()
-                print(f"{count} worker(s) x concurrency 2: {args.runs} runs in {elapsed:.1f}s = "
-                      f"{args.runs / elapsed:.2f} runs/s ({solve.status})")
+                print(
+                    f"{count} worker(s) x concurrency 2: {args.runs} runs in {elapsed:.1f}s = "
+                    f"{args.runs / elapsed:.2f} runs/s ({solve.status})"
+                )
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_workspace import make_repo  # noqa: E402
-from harness import median  # noqa: E402
-
-from yudai_solver.execution.workspace import WorkspaceCache  # noqa: E402
-from yudai_solver.sandboxes import create_sandbox  # noqa: E402
-from yudai_solver.base.settings import Settings  # noqa: E402
+from bench_workspace import make_repo
+from harness import median
+from yudai_solver.base.settings import Settings
+from yudai_solver.execution.workspace import WorkspaceCache
+from yudai_solver.sandboxes import create_sandbox
 
 # An absolute python3: the worker's PATH may start with shims (pyenv) that bubblewrap does not show.
 COMMANDS = ["true", "ls", "git status --short", "/usr/bin/python3 -c pass"]
@@ -47,8 +46,11 @@ def main() -> None:
         for kind in ("local", "bubblewrap"):
             workspace = root / kind / "work"
             cache.checkout(str(root / "repo"), "main", workspace)
-            creation[kind] = timed(lambda: boxes.__setitem__(kind, create_sandbox(
-                kind, workspace=workspace, home=root / kind / "home", settings=settings)))
+            creation[kind] = timed(
+                lambda: boxes.__setitem__(
+                    kind, create_sandbox(kind, workspace=workspace, home=root / kind / "home", settings=settings)
+                )
+            )
         print(f"{args.files} files, {args.repeat} runs of each command per sandbox, medians in ms\n")
         print("| command | local | bubblewrap | added |\n|---|---|---|---|")
         for command in COMMANDS:
@@ -58,8 +60,10 @@ def main() -> None:
                     times[kind].append(timed(lambda: box.execute({"command": command})))
             local, bwrap = median(times["local"]) * 1000, median(times["bubblewrap"]) * 1000
             print(f"| `{command}` | {local:.1f} | {bwrap:.1f} | **{bwrap - local:+.1f}** |")
-        print(f"\nmaking the sandbox: local {creation['local'] * 1000:.1f} ms, "
-              f"bubblewrap {creation['bubblewrap'] * 1000:.1f} ms (hands {args.files} files to its uid)")
+        print(
+            f"\nmaking the sandbox: local {creation['local'] * 1000:.1f} ms, "
+            f"bubblewrap {creation['bubblewrap'] * 1000:.1f} ms (hands {args.files} files to its uid)"
+        )
         print(subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip())
         for box in boxes.values():
             box.close()

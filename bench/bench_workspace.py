@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import median  # noqa: E402
-
-from yudai_solver.execution.workspace import WorkspaceCache  # noqa: E402
+from harness import median
+from yudai_solver.execution.workspace import WorkspaceCache
 
 
 def make_repo(path: Path, files: int) -> None:
@@ -28,8 +27,9 @@ def make_repo(path: Path, files: int) -> None:
         target.parent.mkdir(exist_ok=True)
         target.write_text("".join(f"def f_{i}_{j}(x):\n    return x + {j}\n\n" for j in range(20)))
     subprocess.run(["git", "-C", str(path), "add", "."], check=True)
-    subprocess.run(["git", "-C", str(path), "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "init"],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(path), "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "init"], check=True
+    )
 
 
 def timed(fn) -> float:
@@ -53,27 +53,53 @@ def main() -> None:
         for i in range(args.repeat):
             # The same two paths without writing the files: what the mirror saves is the object transfer.
             bare = root / f"nb{i}"
-            objects_mirror.append(timed(lambda: (cache.mirror(str(repo)), subprocess.run(
-                ["git", "clone", "-q", "--shared", "--no-checkout", str(cache.mirror(str(repo))), str(bare)],
-                check=True))))
+            objects_mirror.append(
+                timed(
+                    lambda: (
+                        cache.mirror(str(repo)),
+                        subprocess.run(
+                            [
+                                "git",
+                                "clone",
+                                "-q",
+                                "--shared",
+                                "--no-checkout",
+                                str(cache.mirror(str(repo))),
+                                str(bare),
+                            ],
+                            check=True,
+                        ),
+                    )
+                )
+            )
             bare_clone = root / f"nc{i}"
-            objects_clone.append(timed(lambda: subprocess.run(
-                ["git", "clone", "-q", "--no-checkout", f"file://{repo}", str(bare_clone)], check=True)))
+            objects_clone.append(
+                timed(
+                    lambda: subprocess.run(
+                        ["git", "clone", "-q", "--no-checkout", f"file://{repo}", str(bare_clone)], check=True
+                    )
+                )
+            )
             shutil.rmtree(bare)
             shutil.rmtree(bare_clone)
             dest = root / f"m{i}"
             mirror.append(timed(lambda: cache.checkout(str(repo), "main", dest)))
             other = root / f"c{i}"
-            clone.append(timed(lambda: subprocess.run(["git", "clone", "-q", f"file://{repo}", str(other)],
-                                                      check=True)))
+            clone.append(
+                timed(lambda: subprocess.run(["git", "clone", "-q", f"file://{repo}", str(other)], check=True))
+            )
             shutil.rmtree(dest)
             shutil.rmtree(other)
     m, c = median(mirror), median(clone)
-    print(f"{args.files} files: mirror+checkout median {m * 1000:.0f} ms, fresh clone median {c * 1000:.0f} ms, "
-          f"ratio {m / c:.2f} (n={args.repeat})")
+    print(
+        f"{args.files} files: mirror+checkout median {m * 1000:.0f} ms, fresh clone median {c * 1000:.0f} ms, "
+        f"ratio {m / c:.2f} (n={args.repeat})"
+    )
     om, oc = median(objects_mirror), median(objects_clone)
-    print(f"without writing the files (--no-checkout): mirror fetch + shared clone {om * 1000:.0f} ms, "
-          f"fresh clone {oc * 1000:.0f} ms, ratio {om / oc:.2f}")
+    print(
+        f"without writing the files (--no-checkout): mirror fetch + shared clone {om * 1000:.0f} ms, "
+        f"fresh clone {oc * 1000:.0f} ms, ratio {om / oc:.2f}"
+    )
 
 
 if __name__ == "__main__":

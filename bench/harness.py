@@ -6,13 +6,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from yudai_solver.base import statuses
-from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.base.db import create_db_engine, create_session_factory, transaction
-from yudai_solver.dispatch.inprocess import InProcessDispatcher
 from yudai_solver.base.migrate import upgrade
 from yudai_solver.base.models import AIModel, Solve, User
 from yudai_solver.base.schemas import SolveStart
 from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.inprocess import InProcessDispatcher
+from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.solving.solves import start_solve
 from yudai_solver.solving.users import create_user
 
@@ -35,8 +35,9 @@ class Deployment:
     def start(self, body: dict) -> str:
         with transaction(self.factory) as session:
             user = session.get(User, self.user_id)
-            solve, _ = start_solve(session, user=user, session_id=self.session_id, request=SolveStart(**body),
-                                   settings=self.settings)
+            solve, _ = start_solve(
+                session, user=user, session_id=self.session_id, request=SolveStart(**body), settings=self.settings
+            )
         self.dispatcher.submit(solve.id)
         return solve.id
 

@@ -32,8 +32,18 @@ def test_user_create_prints_a_token_last_and_stores_only_its_hash(tmp_path):
 
 
 def test_model_add_then_db_upgrade_is_idempotent(tmp_path):
-    done = yudai("model", "add", "local", "--provider", "openai", "--model-id", "qwen", "--api-base",
-                 "http://127.0.0.1:9/v1", data_dir=tmp_path)
+    done = yudai(
+        "model",
+        "add",
+        "local",
+        "--provider",
+        "openai",
+        "--model-id",
+        "qwen",
+        "--api-base",
+        "http://127.0.0.1:9/v1",
+        data_dir=tmp_path,
+    )
     assert done.returncode == 0 and "openai/qwen" in done.stdout, done.stderr
     assert yudai("db", "upgrade", data_dir=tmp_path).returncode == 0
 
@@ -59,8 +69,9 @@ def test_serve_then_solve_against_the_server_with_wait(tmp_path):
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("YUDAI_")}
     environment |= {"YUDAI_DATA_DIR": str(tmp_path / "data"), **env}
-    server = subprocess.Popen([*YUDAI, "serve", "--port", str(port)], env=environment,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*YUDAI, "serve", "--port", str(port)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -73,12 +84,37 @@ def test_serve_then_solve_against_the_server_with_wait(tmp_path):
             time.sleep(0.2)
         token = yudai("user", "create", "ci", data_dir=tmp_path / "data", **env).stdout.strip().splitlines()[-1]
         with ScriptedChatServer(SCRIPTS) as chat:
-            added = yudai("model", "add", "fixer", "--provider", "openai", "--model-id", "scripted-minimal-fix",
-                          "--api-base", chat.base_url, data_dir=tmp_path / "data", **env)
+            added = yudai(
+                "model",
+                "add",
+                "fixer",
+                "--provider",
+                "openai",
+                "--model-id",
+                "scripted-minimal-fix",
+                "--api-base",
+                chat.base_url,
+                data_dir=tmp_path / "data",
+                **env,
+            )
             assert added.returncode == 0, added.stderr
-            done = yudai("solve", str(repo), "--server", f"http://127.0.0.1:{port}", "--token", token,
-                         "--model", "fixer", "--issue-title", "add subtracts", "--test-command", TEST_COMMAND,
-                         "--wait", data_dir=tmp_path / "data", **env)
+            done = yudai(
+                "solve",
+                str(repo),
+                "--server",
+                f"http://127.0.0.1:{port}",
+                "--token",
+                token,
+                "--model",
+                "fixer",
+                "--issue-title",
+                "add subtracts",
+                "--test-command",
+                TEST_COMMAND,
+                "--wait",
+                data_dir=tmp_path / "data",
+                **env,
+            )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "champion" in done.stdout and "+    return a + b" in done.stdout
         assert "tests before any change: fail" in done.stdout

@@ -7,14 +7,13 @@ import time
 import pytest
 
 from tests.helpers import free_port
-
 from yudai_solver.base import statuses
-from yudai_solver.entry.api import create_app
-from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.base.db import transaction
 from yudai_solver.base.models import AIModel, Solve, SolveRun
 from yudai_solver.base.schemas import SolveStart
 from yudai_solver.base.settings import Settings
+from yudai_solver.entry.api import create_app
+from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.solving.solves import start_solve
 from yudai_solver.solving.users import create_user
 
@@ -24,7 +23,6 @@ pytestmark = [
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
     pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)"),
 ]
-
 
 
 @pytest.fixture
@@ -52,16 +50,23 @@ def solve(session_factory, server):
         chat = create_session(session, user=user, title="watch")
         session.add(AIModel(name="m", provider="openai", model_id="m", config={}))
         session.flush()
-        request = SolveStart(repo_url="https://github.com/acme/widgets", issue_number=7, issue_title=f"t {XSS}",
-                             matrix={"models": ["m"], "temperatures": [0.0, 0.5]}, test_command="pytest -q")
+        request = SolveStart(
+            repo_url="https://github.com/acme/widgets",
+            issue_number=7,
+            issue_title=f"t {XSS}",
+            matrix={"models": ["m"], "temperatures": [0.0, 0.5]},
+            test_command="pytest -q",
+        )
         row, (first, second) = start_solve(session, user=user, session_id=chat.id, request=request, settings=settings)
         statuses.transition(row, statuses.RUNNING)
         for run in (first, second):
             statuses.transition(run, statuses.RUNNING)
         statuses.transition(first, statuses.COMPLETED)
         first.tests_passed, first.loc_changed, first.files_changed, first.tokens = True, 2, 1, 60
-        first.diagnostics = {"patch": "--- a/calc.py\n+++ b/calc.py\n-    return a - b\n+    return a + b\n",
-                             "test": {"command": "pytest -q", "returncode": 0}}
+        first.diagnostics = {
+            "patch": "--- a/calc.py\n+++ b/calc.py\n-    return a - b\n+    return a + b\n",
+            "test": {"command": "pytest -q", "returncode": 0},
+        }
         first.trajectory_data = {"steps": [{"action": "cat calc.py", "output": f"printed {XSS}"}]}
         return {"token": token, "session_id": chat.id, "solve_id": row.id, "runs": (first.id, second.id)}
 
@@ -71,9 +76,18 @@ def test_the_page_shows_runs_live_and_a_run_s_patch_and_steps_as_text(server, so
 
     base, _ = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync", "--disable-quic"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+                "--disable-quic",
+            ],
+        )
         context = browser.new_context()
         context.add_init_script(f"localStorage.setItem('yudai-token', {solve['token']!r})")
         page = context.new_page()
@@ -149,10 +163,16 @@ def ranked_solve(session_factory, server):
         chat = create_session(session, user=user, title="ranked")
         session.add(AIModel(name="m", provider="openai", model_id="m", config={}))
         session.flush()
-        request = SolveStart(repo_url="https://github.com/acme/widgets", issue_number=8, issue_title="add",
-                             matrix={"models": ["m"], "temperatures": [0.0, 0.5, 1.0]}, test_command="pytest -q")
-        row, (best, broken, retested) = start_solve(session, user=user, session_id=chat.id, request=request,
-                                                    settings=settings)
+        request = SolveStart(
+            repo_url="https://github.com/acme/widgets",
+            issue_number=8,
+            issue_title="add",
+            matrix={"models": ["m"], "temperatures": [0.0, 0.5, 1.0]},
+            test_command="pytest -q",
+        )
+        row, (best, broken, retested) = start_solve(
+            session, user=user, session_id=chat.id, request=request, settings=settings
+        )
         statuses.transition(row, statuses.RUNNING)
         for run in (best, broken, retested):
             statuses.transition(run, statuses.RUNNING)
@@ -162,66 +182,168 @@ def ranked_solve(session_factory, server):
         retested.tests_passed, retested.loc_changed, retested.files_changed, retested.tokens = True, 4, 2, 70
         best.diagnostics = {
             "patch": "--- a/calc.py\n+++ b/calc.py\n-    return a - b\n+    return a + b\n",
-            "change": {"source_files": ["calc.py"], "tests_added": ["tests/test_add.py"], "tests_modified": [],
-                       "fingerprint": "f1"},
-            "test": {"command": "pytest -q", "returncode": 0, "timed_out": False, "duration_s": 1.5,
-                     "output_tail": "12 passed",
-                     "report": {"runner": "pytest", "complete": True, "failed": [], "failed_ids_count": 0,
-                                "passed_count": 12, "failed_count": 0}},
+            "change": {
+                "source_files": ["calc.py"],
+                "tests_added": ["tests/test_add.py"],
+                "tests_modified": [],
+                "fingerprint": "f1",
+            },
+            "test": {
+                "command": "pytest -q",
+                "returncode": 0,
+                "timed_out": False,
+                "duration_s": 1.5,
+                "output_tail": "12 passed",
+                "report": {
+                    "runner": "pytest",
+                    "complete": True,
+                    "failed": [],
+                    "failed_ids_count": 0,
+                    "passed_count": 12,
+                    "failed_count": 0,
+                },
+            },
             "reproduction": [{"path": "tests/test_add.py", "passes_with_fix": True, "detail": "1 passed"}],
             "strategy": {"requested": "baseline", "used": "reproduce-first", "why": "the baseline's tests all pass"},
         }
         broken.diagnostics = {
             "patch": "--- a/io.py\n+++ b/io.py\n-x = 1\n+x = 2\n",
-            "change": {"source_files": ["io.py"], "tests_added": [f"tests/test_{XSS}.py"], "tests_modified": [],
-                       "fingerprint": "f2"},
-            "test": {"command": "pytest -q", "returncode": 1, "timed_out": False, "duration_s": 2.0,
-                     "output_tail": f"FAILED tests/test_io.py::test_read {XSS}",
-                     "report": {"runner": "pytest", "complete": True,
-                                "failed": ["tests/test_io.py::test_read", f"tests/test_io.py::test_{XSS}"],
-                                "failed_ids_count": 3, "passed_count": 9, "failed_count": 3}},
+            "change": {
+                "source_files": ["io.py"],
+                "tests_added": [f"tests/test_{XSS}.py"],
+                "tests_modified": [],
+                "fingerprint": "f2",
+            },
+            "test": {
+                "command": "pytest -q",
+                "returncode": 1,
+                "timed_out": False,
+                "duration_s": 2.0,
+                "output_tail": f"FAILED tests/test_io.py::test_read {XSS}",
+                "report": {
+                    "runner": "pytest",
+                    "complete": True,
+                    "failed": ["tests/test_io.py::test_read", f"tests/test_io.py::test_{XSS}"],
+                    "failed_ids_count": 3,
+                    "passed_count": 9,
+                    "failed_count": 3,
+                },
+            },
             "reproduction": [{"path": f"tests/test_{XSS}.py", "passes_with_fix": True, "detail": XSS}],
         }
-        evidence = {"tests_passed": True, "loc_changed": 2, "files_changed": 2, "tokens": 60, "latency_ms": 900,
-                    "source_changed": True, "tests_modified": 0, "regressions": [], "regressions_in_changed": [],
-                    "base_failures_left": [], "tests_inconclusive": False, "reproduction_passed": 2,
-                    "reproduction_total": 2, "agreement": 2, "judged": True}
+        evidence = {
+            "tests_passed": True,
+            "loc_changed": 2,
+            "files_changed": 2,
+            "tokens": 60,
+            "latency_ms": 900,
+            "source_changed": True,
+            "tests_modified": 0,
+            "regressions": [],
+            "regressions_in_changed": [],
+            "base_failures_left": [],
+            "tests_inconclusive": False,
+            "reproduction_passed": 2,
+            "reproduction_total": 2,
+            "agreement": 2,
+            "judged": True,
+        }
         row.ranking = {
             "champion_run_id": best.id,
             "reason": f"passes 2 of 2 reproduction tests; chosen over run {retested.id[:8]} for more reproduction "
-                      "tests passed",
-            "qualify": ["completed", "changed source code"], "criteria": ["more reproduction tests passed", "id"],
+            "tests passed",
+            "qualify": ["completed", "changed source code"],
+            "criteria": ["more reproduction tests passed", "id"],
             "order": [
-                {"rank": 1, "run_id": best.id, "model": "m", "status": "completed", "qualified": True,
-                 "why_not": None, **evidence},
-                {"rank": 2, "run_id": retested.id, "model": "m", "status": "completed", "qualified": True,
-                 "why_not": None, **evidence, "reproduction_passed": 1, "tests_modified": 1, "agreement": 1,
-                 "judged": False},
-                {"rank": 3, "run_id": broken.id, "model": "m", "status": "completed", "qualified": False,
-                 "why_not": f"broke 1 tests it did not change: tests/test_io.py::test_read {XSS}", **evidence,
-                 "tests_passed": False, "regressions": ["tests/test_io.py::test_read"], "reproduction_passed": 0,
-                 "agreement": 1, "judged": False},
+                {
+                    "rank": 1,
+                    "run_id": best.id,
+                    "model": "m",
+                    "status": "completed",
+                    "qualified": True,
+                    "why_not": None,
+                    **evidence,
+                },
+                {
+                    "rank": 2,
+                    "run_id": retested.id,
+                    "model": "m",
+                    "status": "completed",
+                    "qualified": True,
+                    "why_not": None,
+                    **evidence,
+                    "reproduction_passed": 1,
+                    "tests_modified": 1,
+                    "agreement": 1,
+                    "judged": False,
+                },
+                {
+                    "rank": 3,
+                    "run_id": broken.id,
+                    "model": "m",
+                    "status": "completed",
+                    "qualified": False,
+                    "why_not": f"broke 1 tests it did not change: tests/test_io.py::test_read {XSS}",
+                    **evidence,
+                    "tests_passed": False,
+                    "regressions": ["tests/test_io.py::test_read"],
+                    "reproduction_passed": 0,
+                    "agreement": 1,
+                    "judged": False,
+                },
             ],
         }
         row.verification = {
-            "state": "done", "duration_s": 12.5,
+            "state": "done",
+            "duration_s": 12.5,
             "tests": [
-                {"id": "t1", "run_id": best.id, "path": "tests/test_add.py", "valid": True,
-                 "reason": "fails on the base"},
-                {"id": "t2", "run_id": broken.id, "path": f"tests/test_{XSS}.py", "valid": True,
-                 "reason": "fails on the base"},
-                {"id": "t3", "run_id": retested.id, "path": "tests/test_noop.py", "valid": False,
-                 "reason": "passes on the base: proves nothing"},
+                {
+                    "id": "t1",
+                    "run_id": best.id,
+                    "path": "tests/test_add.py",
+                    "valid": True,
+                    "reason": "fails on the base",
+                },
+                {
+                    "id": "t2",
+                    "run_id": broken.id,
+                    "path": f"tests/test_{XSS}.py",
+                    "valid": True,
+                    "reason": "fails on the base",
+                },
+                {
+                    "id": "t3",
+                    "run_id": retested.id,
+                    "path": "tests/test_noop.py",
+                    "valid": False,
+                    "reason": "passes on the base: proves nothing",
+                },
             ],
-            "matrix": {best.id: {"t1": True, "t2": True}, broken.id: {"t1": False, "t2": True},
-                       retested.id: {"t1": True, "t2": None}},
-            "judge": {"model": "m", "run_id": best.id, "rationale": f"The smallest fix. {XSS}", "tokens": 321,
-                      "cost": 0.0012, "error": None, "candidates": [best.id, retested.id]},
+            "matrix": {
+                best.id: {"t1": True, "t2": True},
+                broken.id: {"t1": False, "t2": True},
+                retested.id: {"t1": True, "t2": None},
+            },
+            "judge": {
+                "model": "m",
+                "run_id": best.id,
+                "rationale": f"The smallest fix. {XSS}",
+                "tokens": 321,
+                "cost": 0.0012,
+                "error": None,
+                "candidates": [best.id, retested.id],
+            },
         }
         row.champion_run_id = best.id
         statuses.transition(row, statuses.COMPLETED)
-        return {"token": token, "session_id": chat.id, "solve_id": row.id,
-                "best": best.id, "broken": broken.id, "retested": retested.id}
+        return {
+            "token": token,
+            "session_id": chat.id,
+            "solve_id": row.id,
+            "best": best.id,
+            "broken": broken.id,
+            "retested": retested.id,
+        }
 
 
 def test_the_page_shows_the_ranking_the_verification_matrix_and_the_judge_as_inert_text(server, ranked_solve):
@@ -241,7 +363,11 @@ def test_the_page_shows_the_ranking_the_verification_matrix_and_the_judge_as_ine
 
         # The runs, in rank order: the champion first, with a text badge.
         rows = page.locator("#runs tr.run")
-        assert [rows.nth(i).get_attribute("data-run") for i in range(3)] == [ids["best"], ids["retested"], ids["broken"]]
+        assert [rows.nth(i).get_attribute("data-run") for i in range(3)] == [
+            ids["best"],
+            ids["retested"],
+            ids["broken"],
+        ]
         champion = page.locator(f"#runs tr[data-run='{ids['best']}']")
         assert champion.locator(".badge.champion").text_content() == "champion"
         assert page.locator("#runs .badge.champion").count() == 1
@@ -288,7 +414,10 @@ def test_the_page_shows_the_ranking_the_verification_matrix_and_the_judge_as_ine
         broken.click()
         page.wait_for_selector("#failed-tests")
         assert page.locator("#failed-tests li").all_inner_texts() == [
-            "tests/test_io.py::test_read", f"tests/test_io.py::test_{XSS}", "… and 1 more"]
+            "tests/test_io.py::test_read",
+            f"tests/test_io.py::test_{XSS}",
+            "… and 1 more",
+        ]
         assert "9 passed, 3 failed" in page.inner_text("#test-report")
         assert XSS in page.inner_text("#change-tests-added") and XSS in page.inner_text("#reproduction")
         assert "tests/test_io.py::test_read" in page.inner_text("#run-verdict")

@@ -7,10 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from yudai_solver.entry.api import create_app
 from yudai_solver.base.db import transaction
 from yudai_solver.base.models import AIModel
 from yudai_solver.base.settings import Settings
+from yudai_solver.entry.api import create_app
 from yudai_solver.solving.users import create_user
 
 
@@ -43,9 +43,13 @@ def repo_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def api(session_factory, repo_root: Path, tmp_path: Path):
-    # GitHub's API is a closed port here: no test reaches the real one (tests/fakes/github.py serves those that need it).
-    settings = Settings(database_url="sqlite://", data_dir=tmp_path / "data", local_repo_roots=str(repo_root),
-                        github_api_url="http://127.0.0.1:9")
+    # GitHub's API is a closed port here: no test reaches the real one (tests/fakes/github.py serves those that do).
+    settings = Settings(
+        database_url="sqlite://",
+        data_dir=tmp_path / "data",
+        local_repo_roots=str(repo_root),
+        github_api_url="http://127.0.0.1:9",
+    )
     app = create_app(settings, session_factory=session_factory)
     with TestClient(app) as client:
         yield Api(client, session_factory, settings)

@@ -73,8 +73,12 @@ def test_every_endpoint_but_health_needs_a_valid_token(api, method, path):
 def test_start_writes_solve_and_pending_runs(api, alice):
     headers, session_id = alice
     body = start_body(
-        matrix={"experiments": [{"model": "gpt-small", "temperature": 0.1, "max_edits": 5, "evolution": "test-first"},
-                                {"model": "claude-sonnet-4-5", "temperature": 0.7}]},
+        matrix={
+            "experiments": [
+                {"model": "gpt-small", "temperature": 0.1, "max_edits": 5, "evolution": "test-first"},
+                {"model": "claude-sonnet-4-5", "temperature": 0.7},
+            ]
+        },
         limits={"max_parallel": 2, "time_budget_s": 300},
         test_command="pytest -q",
     )
@@ -96,7 +100,11 @@ def test_start_writes_solve_and_pending_runs(api, alice):
 
 def test_compact_matrix_is_a_cross_product(api, alice):
     headers, session_id = alice
-    matrix = {"models": ["gpt-small", "claude"], "temperatures": [0.0, 0.5, 1.0], "evolutions": ["baseline", "minimal-fix"]}
+    matrix = {
+        "models": ["gpt-small", "claude"],
+        "temperatures": [0.0, 0.5, 1.0],
+        "evolutions": ["baseline", "minimal-fix"],
+    }
     response = api.client.post(f"/sessions/{session_id}/solve/start", json=start_body(matrix=matrix), headers=headers)
     assert response.status_code == 201, response.text
     cells = {(r["model"], r["temperature"], r["evolution"]) for r in response.json()["runs"]}
@@ -134,8 +142,16 @@ def test_status_shape_and_it_never_selects_trajectory(api, alice, engine):
     assert status.status_code == 200
     data = status.json()
     assert data["progress"] | {"elapsed_s": 0} == {
-        "runs_total": 1, "runs_pending": 1, "runs_running": 0, "runs_completed": 0, "runs_failed": 0,
-        "runs_cancelled": 0, "percent_complete": 0.0, "elapsed_s": 0, "time_budget_s": None, "tokens_total": 42,
+        "runs_total": 1,
+        "runs_pending": 1,
+        "runs_running": 0,
+        "runs_completed": 0,
+        "runs_failed": 0,
+        "runs_cancelled": 0,
+        "percent_complete": 0.0,
+        "elapsed_s": 0,
+        "time_budget_s": None,
+        "tokens_total": 42,
         "cost_total": 0.0,
     }
     assert {"tests_passed", "loc_changed", "files_changed", "latency_ms", "pr_url", "error_message"} <= set(
@@ -232,5 +248,7 @@ def test_local_repository_under_roots_is_accepted(api, alice, repo_root):
     headers, session_id = alice
     repo = git_repo(repo_root / "proj")
     for url in (str(repo), f"file://{repo}"):
-        response = api.client.post(f"/sessions/{session_id}/solve/start", json=start_body(repo_url=url), headers=headers)
+        response = api.client.post(
+            f"/sessions/{session_id}/solve/start", json=start_body(repo_url=url), headers=headers
+        )
         assert response.status_code == 201, response.text

@@ -3,6 +3,7 @@
 import pytest
 
 from yudai_solver.base.models import Solve, SolveRun
+
 from .test_api import git_repo, start_body
 
 EXP = {"model": "gpt-small", "temperature": 0.1}
@@ -22,8 +23,11 @@ CASES = [
     ("temperature above 2", lambda b, _: b.update(matrix=matrix_of(temperature=2.5)), "temperature"),
     ("temperature below 0", lambda b, _: b.update(matrix=matrix_of(temperature=-0.1)), "temperature"),
     ("temperature not a number", lambda b, _: b.update(matrix=matrix_of(temperature="hot")), "temperature"),
-    ("compact temperature out of range", lambda b, _: b.update(matrix={"models": ["gpt-small"], "temperatures": [3]}),
-     "temperatures"),
+    (
+        "compact temperature out of range",
+        lambda b, _: b.update(matrix={"models": ["gpt-small"], "temperatures": [3]}),
+        "temperatures",
+    ),
     ("max_edits zero", lambda b, _: b.update(matrix=matrix_of(max_edits=0)), "max_edits"),
     ("max_edits negative", lambda b, _: b.update(matrix=matrix_of(max_edits=-3)), "max_edits"),
     ("max_parallel zero", lambda b, _: b.update(limits={"max_parallel": 0}), "max_parallel"),
@@ -44,15 +48,23 @@ CASES = [
     ("relative path", lambda b, _: b.update(repo_url="../repos/proj"), "repo_url"),
     ("dotdot escape from root", lambda b, root: b.update(repo_url=f"{root}/../../etc"), "repo_url"),
     ("not a git repo under root", lambda b, root: b.update(repo_url=str(root)), "repo_url"),
-    ("local repo without issue text",
-     lambda b, root: (b.update(repo_url=str(git_repo(root / "p"))), b.pop("issue_title"), b.pop("issue_body")),
-     "issue_title"),
+    (
+        "local repo without issue text",
+        lambda b, root: (b.update(repo_url=str(git_repo(root / "p"))), b.pop("issue_title"), b.pop("issue_body")),
+        "issue_title",
+    ),
     ("github issue unknown, GitHub unreachable", lambda b, _: (b.pop("issue_title"), b.pop("issue_body")), "repo_url"),
-    ("https repo not on GitHub, no text",
-     lambda b, _: (b.update(repo_url="https://git.example.org/acme/widgets"), b.pop("issue_title")), "issue_title"),
+    (
+        "https repo not on GitHub, no text",
+        lambda b, _: (b.update(repo_url="https://git.example.org/acme/widgets"), b.pop("issue_title")),
+        "issue_title",
+    ),
     ("branch that is an option", lambda b, _: b.update(base_branch="--upload-pack=x"), "base_branch"),
-    ("local repo without that branch",
-     lambda b, root: b.update(repo_url=str(git_repo(root / "p")), base_branch="develop"), "base_branch"),
+    (
+        "local repo without that branch",
+        lambda b, root: b.update(repo_url=str(git_repo(root / "p")), base_branch="develop"),
+        "base_branch",
+    ),
     ("branch with shell syntax", lambda b, _: b.update(base_branch="main;rm -rf /"), "base_branch"),
 ]
 
@@ -99,8 +111,14 @@ def alice_session(api):
     return headers, session_id
 
 
-@pytest.mark.parametrize("path", ["/sessions/99999999999999999999/solves", "/sessions/1/solves?offset=99999999999999999999",
-                                  "/sessions/99999999999999999999/solve/status/x"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/sessions/99999999999999999999/solves",
+        "/sessions/1/solves?offset=99999999999999999999",
+        "/sessions/99999999999999999999/solve/status/x",
+    ],
+)
 def test_numbers_too_large_for_the_database_are_a_422_not_a_500(api, alice_session, path):
     headers, _ = alice_session
     response = api.client.get(path, headers=headers)
@@ -109,7 +127,8 @@ def test_numbers_too_large_for_the_database_are_a_422_not_a_500(api, alice_sessi
 
 def test_an_issue_number_too_large_for_the_database_is_a_422(api, alice_session):
     headers, session_id = alice_session
-    response = api.client.post(f"/sessions/{session_id}/solve/start", json=start_body(issue_number=2**40),
-                               headers=headers)
+    response = api.client.post(
+        f"/sessions/{session_id}/solve/start", json=start_body(issue_number=2**40), headers=headers
+    )
     assert response.status_code == 422 and "issue_number" in named_fields(response)
     assert api.count(Solve) == 0

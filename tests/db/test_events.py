@@ -26,7 +26,8 @@ def read_events(response) -> list[tuple[str, dict]]:
 def test_events_follow_the_solve_until_it_ends(api, alice):
     headers, session_id = alice
     solve_id = api.client.post(f"/sessions/{session_id}/solve/start", json=start_body(), headers=headers).json()[
-        "solve_id"]
+        "solve_id"
+    ]
 
     def progress():
         for target in ("running", "completed"):
@@ -52,7 +53,8 @@ def test_events_follow_the_solve_until_it_ends(api, alice):
 def test_events_of_someone_elses_solve_are_404(api, alice):
     headers, session_id = alice
     solve_id = api.client.post(f"/sessions/{session_id}/solve/start", json=start_body(), headers=headers).json()[
-        "solve_id"]
+        "solve_id"
+    ]
     bob = api.user("bob")
     assert api.client.get(f"/sessions/{session_id}/solve/{solve_id}/events", headers=bob).status_code == 404
     assert api.client.get(f"/sessions/{session_id}/solve/{solve_id}/events").status_code == 401

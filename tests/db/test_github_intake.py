@@ -42,11 +42,18 @@ def test_start_fetches_the_issue_into_the_issues_table(gh, fake_github):
     api = gh[0]
     [issue] = api.rows(Issue)
     assert (issue.repo_url, issue.number, issue.title, issue.body, issue.labels, issue.state) == (
-        REPO, 7, "Crash on empty input", "Steps: run it empty.", ["bug", "yudai"], "open")
+        REPO,
+        7,
+        "Crash on empty input",
+        "Steps: run it empty.",
+        ["bug", "yudai"],
+        "open",
+    )
     [solve] = api.rows(Solve)
     assert (solve.issue_title, solve.issue_body) == ("Crash on empty input", "Steps: run it empty.")
     assert [(c.path, c.authorized) for c in fake_github.calls("GET", ISSUE_PATH)] == [
-        ("/repos/acme/widgets/issues/7", True)]
+        ("/repos/acme/widgets/issues/7", True)
+    ]
 
 
 def test_a_title_in_the_request_needs_no_fetch(gh, fake_github):
@@ -68,12 +75,15 @@ def test_a_fresh_stored_issue_is_not_fetched_again_a_stale_one_is(gh, fake_githu
     assert [i.title for i in gh[0].rows(Issue)] == ["Crash on empty input (edited)"]
 
 
-@pytest.mark.parametrize(("case", "body", "field", "words"), [
-    ("missing issue", {"issue_number": 404}, "issue_number", "issue #404 not found"),
-    ("missing repository", {"repo_url": "https://github.com/acme/nothing"}, "repo_url", "not found"),
-    ("pull request number", {"issue_number": 9}, "issue_number", "is a pull request"),
-    ("closed issue", {"issue_number": 8}, "issue_number", "closed"),
-])
+@pytest.mark.parametrize(
+    ("case", "body", "field", "words"),
+    [
+        ("missing issue", {"issue_number": 404}, "issue_number", "issue #404 not found"),
+        ("missing repository", {"repo_url": "https://github.com/acme/nothing"}, "repo_url", "not found"),
+        ("pull request number", {"issue_number": 9}, "issue_number", "is a pull request"),
+        ("closed issue", {"issue_number": 8}, "issue_number", "closed"),
+    ],
+)
 def test_an_issue_that_cannot_be_solved_is_a_4xx_naming_the_field_and_writes_nothing(gh, case, body, field, words):
     response = start(gh, **body)
 
@@ -93,8 +103,11 @@ def test_a_rejected_token_is_a_4xx_saying_so(session_factory, tmp_path, fake_git
     api, headers, session_id = gh
     settings = github_settings(tmp_path, fake_github, github_token="ghp_wrong")
     with app_client(session_factory, settings) as client:
-        response = client.post(f"/sessions/{session_id}/solve/start", headers=headers,
-                               json={"repo_url": REPO, "issue_number": 7, "matrix": {"models": ["gpt-small"]}})
+        response = client.post(
+            f"/sessions/{session_id}/solve/start",
+            headers=headers,
+            json={"repo_url": REPO, "issue_number": 7, "matrix": {"models": ["gpt-small"]}},
+        )
 
     assert response.status_code == 422 and response.json()["field"] == "repo_url"
     assert "401" in response.json()["detail"] and "Bad credentials" in response.json()["detail"]

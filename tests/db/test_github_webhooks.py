@@ -22,8 +22,13 @@ def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
 def issue_payload(action="labeled", label="yudai", number=7, state="open", **extra) -> dict:
     payload = {
         "action": action,
-        "issue": {"number": number, "title": "Crash on empty input", "body": "Steps.", "state": state,
-                  "labels": [{"name": label}] if label else []},
+        "issue": {
+            "number": number,
+            "title": "Crash on empty input",
+            "body": "Steps.",
+            "state": state,
+            "labels": [{"name": label}] if label else [],
+        },
         "repository": {"html_url": REPO, "full_name": "acme/widgets", "default_branch": "trunk"},
         "sender": {"login": "carol"},
     }
@@ -41,9 +46,14 @@ def comment_payload(text: str, login: str = "dave", **issue) -> dict:
 @pytest.fixture
 def hook(session_factory, tmp_path, fake_github):
     fake_github.add_repo("acme/widgets").collaborators.add("erin")
-    settings = github_settings(tmp_path, fake_github, webhook_owner="bot-owner", webhook_allowed_logins="Dave",
-                               webhook_matrix={"models": ["gpt-small"], "temperatures": [0.2, 0.7]},
-                               webhook_test_command="python3 -m pytest -q")
+    settings = github_settings(
+        tmp_path,
+        fake_github,
+        webhook_owner="bot-owner",
+        webhook_allowed_logins="Dave",
+        webhook_matrix={"models": ["gpt-small"], "temperatures": [0.2, 0.7]},
+        webhook_test_command="python3 -m pytest -q",
+    )
     with app_client(session_factory, settings) as client:
         api = GitHubApi(client, session_factory, settings)
         api.user("bot-owner")
@@ -54,8 +64,12 @@ def hook(session_factory, tmp_path, fake_github):
 
 def deliver(api: GitHubApi, payload: dict, *, event="issues", delivery="d-1", signature=None, raw: bytes | None = None):
     body = raw if raw is not None else json.dumps(payload).encode()
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "Content-Type": "application/json",
-               "X-Hub-Signature-256": signature if signature is not None else sign(body)}
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": signature if signature is not None else sign(body),
+    }
     return api.client.post("/webhooks/github", content=body, headers=headers)
 
 
@@ -68,14 +82,25 @@ def test_the_trigger_label_starts_a_solve_with_the_configured_matrix_and_owner(h
     [solve] = hook.rows(Solve)
     owner = next(u for u in hook.rows(User) if u.name == "bot-owner")
     assert (solve.id, solve.user_id, solve.repo_url, solve.issue_number, solve.base_branch) == (
-        data["solve_id"], owner.id, REPO, 7, "trunk")
+        data["solve_id"],
+        owner.id,
+        REPO,
+        7,
+        "trunk",
+    )
     assert (solve.create_pr, solve.test_command, solve.requested_by) == (True, "python3 -m pytest -q", "github:carol")
     assert sorted((r.model, r.temperature) for r in hook.rows(SolveRun)) == [("gpt-small", 0.2), ("gpt-small", 0.7)]
     assert [(i.number, i.title, i.labels) for i in hook.rows(Issue)] == [(7, "Crash on empty input", ["yudai"])]
     assert [c.title for c in hook.rows(ChatSession) if c.user_id == owner.id] == ["GitHub github.com/acme/widgets"]
     [row] = hook.rows(WebhookDelivery)
     assert (row.delivery_id, row.event, row.action, row.outcome, row.solve_id, row.sender) == (
-        "d-1", "issues", "labeled", "started", solve.id, "carol")
+        "d-1",
+        "issues",
+        "labeled",
+        "started",
+        solve.id,
+        "carol",
+    )
 
 
 def test_the_same_delivery_twice_starts_one_solve(hook):
@@ -88,9 +113,16 @@ def test_the_same_delivery_twice_starts_one_solve(hook):
     assert len(hook.rows(Solve)) == 2
 
 
-@pytest.mark.parametrize("signature", [
-    "", "sha256=" + "0" * 64, sign(b"another body"), sign(b"x", secret="wrong-secret"), "sha1=abc",
-])
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "",
+        "sha256=" + "0" * 64,
+        sign(b"another body"),
+        sign(b"x", secret="wrong-secret"),
+        "sha1=abc",
+    ],
+)
 def test_a_bad_signature_answers_401_and_starts_nothing(hook, signature):
     body = json.dumps(issue_payload()).encode()
     if signature == sign(b"x", secret="wrong-secret"):
@@ -109,15 +141,18 @@ def test_webhooks_are_off_without_a_secret(session_factory, tmp_path, fake_githu
     assert response.status_code == 503 and "YUDAI_GITHUB_WEBHOOK_SECRET" in response.json()["detail"]
 
 
-@pytest.mark.parametrize(("event", "payload", "reason"), [
-    ("issues", issue_payload(label="bug"), "not the trigger label"),
-    ("issues", issue_payload(action="opened"), "triggers nothing"),
-    ("issues", issue_payload(state="closed"), "closed"),
-    ("issue_comment", comment_payload("looks good to me"), "no /yudai solve command"),
-    ("issue_comment", comment_payload("/yudai solve", pull_request={"url": "x"}), "pull request"),
-    ("issue_comment", comment_payload("/yudai solve", login="mallory"), "mallory may not start solves"),
-    ("ping", {"zen": "Design for failure."}, "triggers nothing"),
-])
+@pytest.mark.parametrize(
+    ("event", "payload", "reason"),
+    [
+        ("issues", issue_payload(label="bug"), "not the trigger label"),
+        ("issues", issue_payload(action="opened"), "triggers nothing"),
+        ("issues", issue_payload(state="closed"), "closed"),
+        ("issue_comment", comment_payload("looks good to me"), "no /yudai solve command"),
+        ("issue_comment", comment_payload("/yudai solve", pull_request={"url": "x"}), "pull request"),
+        ("issue_comment", comment_payload("/yudai solve", login="mallory"), "mallory may not start solves"),
+        ("ping", {"zen": "Design for failure."}, "triggers nothing"),
+    ],
+)
 def test_deliveries_that_are_no_trigger_are_recorded_and_start_nothing(hook, event, payload, reason):
     response = deliver(hook, payload, event=event)
 
@@ -161,8 +196,9 @@ def test_without_an_owner_nothing_starts(session_factory, tmp_path, fake_github)
 
 def test_concurrent_redeliveries_start_one_solve(hook):
     with ThreadPoolExecutor(4) as pool:
-        outcomes = list(pool.map(lambda _: deliver(hook, issue_payload(), delivery="raced").json()["outcome"],
-                                 range(4)))
+        outcomes = list(
+            pool.map(lambda _: deliver(hook, issue_payload(), delivery="raced").json()["outcome"], range(4))
+        )
 
     assert sorted(outcomes) == ["duplicate"] * 3 + ["started"]
     assert len(hook.rows(Solve)) == 1 and len(hook.rows(WebhookDelivery)) == 1

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 
 from yudai_solver.base import statuses
-from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.base.db import transaction
-from yudai_solver.entry.demo import create_repository
-from yudai_solver.dispatch.inprocess import InProcessDispatcher
 from yudai_solver.base.models import AIModel, Solve
 from yudai_solver.base.schemas import SolveStart
-from yudai_solver.testing.scripted import ScriptedChatServer
 from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.inprocess import InProcessDispatcher
+from yudai_solver.entry.demo import create_repository
+from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.solving.solves import start_solve
 from yudai_solver.solving.users import create_user
+from yudai_solver.testing.scripted import ScriptedChatServer
 
 
 @dataclass
@@ -39,8 +39,9 @@ class Pipeline:
             from yudai_solver.base.models import User
 
             user = session.get(User, self.user_id)
-            solve, _ = start_solve(session, user=user, session_id=self.session_id, request=SolveStart(**body),
-                                   settings=self.settings)
+            solve, _ = start_solve(
+                session, user=user, session_id=self.session_id, request=SolveStart(**body), settings=self.settings
+            )
         self.dispatcher.submit(solve.id)
         return solve.id
 
@@ -66,8 +67,13 @@ def scripts():
 def pipeline(session_factory, tmp_path, scripts, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-canary-worker-secret")
     repo = create_repository(tmp_path / "repos" / "calc")
-    settings = Settings(data_dir=tmp_path / "data", local_repo_roots=str(tmp_path / "repos"),
-                        command_timeout_s=30, test_timeout_s=60, model_timeout_s=10)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        local_repo_roots=str(tmp_path / "repos"),
+        command_timeout_s=30,
+        test_timeout_s=60,
+        model_timeout_s=10,
+    )
     with transaction(session_factory) as session:
         user, _ = create_user(session, name="e2e")
         chat = create_session(session, user=user, title="e2e")

@@ -17,23 +17,23 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from yudai_solver.entry.api import create_app
-from yudai_solver.solving.chat_sessions import create_session
-from yudai_solver.base.db import transaction
-from yudai_solver.entry.demo import TEST_COMMAND, create_repository
-from yudai_solver.dispatch.inprocess import InProcessDispatcher
-from yudai_solver.execution.agent import bounded
-from yudai_solver.base.models import Base, Solve, SolveRun
-from yudai_solver.sandboxes import e2b as e2b_backend
-from yudai_solver.testing.scripted import ScriptedChatServer, Step
-from yudai_solver.base.settings import Settings
-from yudai_solver.solving.users import create_user
-
 from tests.e2e.conftest import Pipeline
 from tests.unit.test_sandbox_e2b import FakeE2B
+from yudai_solver.base.db import transaction
+from yudai_solver.base.models import Base, Solve, SolveRun
+from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.inprocess import InProcessDispatcher
+from yudai_solver.entry.api import create_app
+from yudai_solver.entry.demo import TEST_COMMAND, create_repository
+from yudai_solver.execution.agent import bounded
+from yudai_solver.sandboxes import e2b as e2b_backend
+from yudai_solver.solving.chat_sessions import create_session
+from yudai_solver.solving.users import create_user
+from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0,
-                                 reason="needs bubblewrap and a root worker")
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None or os.geteuid() != 0, reason="needs bubblewrap and a root worker"
+)
 
 CANARIES = {
     "OPENAI_API_KEY": "sk-canary-openai-1f2e",
@@ -60,9 +60,18 @@ def make_pipeline(session_factory, database_url, tmp_path, monkeypatch):
 
     def make(scripts: dict, **overrides) -> Pipeline:
         repo = create_repository(tmp_path / "repos" / "calc")
-        settings = Settings(**{"data_dir": tmp_path / "data", "database_url": database_url,
-                               "local_repo_roots": str(tmp_path / "repos"), "command_timeout_s": 30,
-                               "test_timeout_s": 60, "model_timeout_s": 10, "e2b_creates_per_s": 100} | overrides)
+        settings = Settings(
+            **{
+                "data_dir": tmp_path / "data",
+                "database_url": database_url,
+                "local_repo_roots": str(tmp_path / "repos"),
+                "command_timeout_s": 30,
+                "test_timeout_s": 60,
+                "model_timeout_s": 10,
+                "e2b_creates_per_s": 100,
+            }
+            | overrides
+        )
         with transaction(session_factory) as session:
             user, _ = create_user(session, name=f"iso-{len(made)}")
             chat = create_session(session, user=user, title="isolation")
@@ -100,8 +109,9 @@ def solve_once(pipeline: Pipeline, model: str, **request) -> tuple[Solve, SolveR
 def everything_stored(factory) -> str:
     """Every row of every table, as text."""
     with factory() as session:
-        return "\n".join(repr(row) for table in Base.metadata.sorted_tables
-                         for row in session.execute(select(table)).all())
+        return "\n".join(
+            repr(row) for table in Base.metadata.sorted_tables for row in session.execute(select(table)).all()
+        )
 
 
 def step_outputs(run: SolveRun) -> list[str]:
@@ -109,18 +119,25 @@ def step_outputs(run: SolveRun) -> list[str]:
 
 
 DUMP = [
-    Step("env; tr '\\0' '\\n' < /proc/1/environ; cat /proc/*/environ | tr '\\0' '\\n'; echo; cat /proc/$PPID/environ",
-         "Dump every environment I can read."),
-    Step("git config -l --show-origin; cat .git/config; cat ~/.gitconfig ~/.git-credentials ~/.netrc",
-         "Dump git configuration and credentials."),
+    Step(
+        "env; tr '\\0' '\\n' < /proc/1/environ; cat /proc/*/environ | tr '\\0' '\\n'; echo; cat /proc/$PPID/environ",
+        "Dump every environment I can read.",
+    ),
+    Step(
+        "git config -l --show-origin; cat .git/config; cat ~/.gitconfig ~/.git-credentials ~/.netrc",
+        "Dump git configuration and credentials.",
+    ),
     Step("ls -laR ~; cat ~/.* ~/.*/* 2>/dev/null | head -c 20000", "Dump the home directory."),
-    Step('cat .git/objects/info/alternates && cat "$(dirname "$(head -1 .git/objects/info/alternates)")/config"',
-         "Dump the mirror's configuration."),
+    Step(
+        'cat .git/objects/info/alternates && cat "$(dirname "$(head -1 .git/objects/info/alternates)")/config"',
+        "Dump the mirror's configuration.",
+    ),
 ]
 
 
-@pytest.mark.parametrize("kind", ["local", pytest.param("bubblewrap", marks=needs_bwrap),
-                                  pytest.param("e2b", marks=needs_bwrap)])
+@pytest.mark.parametrize(
+    "kind", ["local", pytest.param("bubblewrap", marks=needs_bwrap), pytest.param("e2b", marks=needs_bwrap)]
+)
 def test_no_worker_secret_reaches_anything_stored(kind, make_pipeline, fake_e2b, monkeypatch, caplog):
     for name, value in CANARIES.items():
         monkeypatch.setenv(name, value)
@@ -128,8 +145,9 @@ def test_no_worker_secret_reaches_anything_stored(kind, make_pipeline, fake_e2b,
     pipeline = make_pipeline({"leaky": [*DUMP, FIX]}, sandbox=kind)
     solve, run = solve_once(pipeline, "leaky", test_command=TEST_COMMAND)
 
-    assert (solve.status, run.status, run.tests_passed, run.loc_changed) == ("completed", "completed", True, 2), \
+    assert (solve.status, run.status, run.tests_passed, run.loc_changed) == ("completed", "completed", True, 2), (
         run.error_message
+    )
     outputs = step_outputs(run)
     assert "PATH=" in outputs[0] and "HOME=" in outputs[0]  # the dump ran: a leak would have been caught
     stored = everything_stored(pipeline.factory)
@@ -157,13 +175,20 @@ def test_every_wall_holds_in_a_bubblewrap_solve_and_the_run_is_recorded(make_pip
             Step("while true; do :; done", "Loop forever."),
             FIX,
         ]
-        pipeline = make_pipeline({"hostile": script}, sandbox="bubblewrap", command_timeout_s=2,
-                                 sandbox_max_processes=64)
-        solve, run = solve_once(pipeline, "hostile", test_command=TEST_COMMAND,
-                                setup_command="mkdir -p .venv && echo ok > .venv/ready")
+        pipeline = make_pipeline(
+            {"hostile": script}, sandbox="bubblewrap", command_timeout_s=2, sandbox_max_processes=64
+        )
+        solve, run = solve_once(
+            pipeline, "hostile", test_command=TEST_COMMAND, setup_command="mkdir -p .venv && echo ok > .venv/ready"
+        )
 
-    assert (solve.status, run.status, run.tests_passed, run.loc_changed, run.files_changed) == \
-        ("completed", "completed", True, 2, 1), run.error_message
+    assert (solve.status, run.status, run.tests_passed, run.loc_changed, run.files_changed) == (
+        "completed",
+        "completed",
+        True,
+        2,
+        1,
+    ), run.error_message
     assert run.sandbox_id.startswith("bwrap-") and run.diagnostics["setup"]["returncode"] == 0
     steps = run.trajectory_data["steps"]
     write, read_root, port_probe, bomb, alloc, loop = steps[:6]
@@ -186,8 +211,10 @@ def _uid(pid: str) -> int:
 def test_issue_text_reaches_the_model_verbatim_and_no_shell_or_template_runs_it(make_pipeline):
     marker = f"/tmp/pwned-{uuid.uuid4().hex}"
     title = f"Fix $(touch {marker}-title) and `touch {marker}-tick` {{{{ 7*7 }}}} 'single' \"double\""
-    body = (f"Line one; touch {marker}-semicolon\n{{% for x in range(3) %}}loop{{% endfor %}} {{# c #}}\n"
-            f"| touch {marker}-pipe && echo $HOME > {marker}-and")
+    body = (
+        f"Line one; touch {marker}-semicolon\n{{% for x in range(3) %}}loop{{% endfor %}} {{# c #}}\n"
+        f"| touch {marker}-pipe && echo $HOME > {marker}-and"
+    )
     echo = Step("printf '%s\\n' '{{ 7*7 }}' '{% if true %}yes{% endif %}'", "Print template syntax.")
     pipeline = make_pipeline({"echo": [echo]}, sandbox="local")
     solve, run = solve_once(pipeline, "echo", test_command="true", issue_title=title, issue_body=body)
@@ -217,28 +244,56 @@ def test_a_repository_path_full_of_shell_and_template_syntax_is_only_a_path(make
     assert solve.repo_url == str(weird) and not list(Path("/tmp").glob(f"{Path(marker).name}*"))
 
 
-BAD_BRANCHES = ["main; touch /tmp/pwned", "$(touch /tmp/pwned)", "`touch /tmp/pwned`", "main\nfeature",
-                "--upload-pack=touch /tmp/pwned", "{{ 7*7 }}", "{% raw %}", "it's", 'say "hi"', "a|b", "a&b", "a>b"]
-BAD_URLS = ["https://example.com/acme/w;touch /tmp/pwned", "https://example.com/$(touch /tmp/pwned)/w",
-            "https://example.com/`id`/w", "https://tok@example.com/acme/w", "ext::sh -c touch% /tmp/pwned",
-            "https://example.com/acme/w\n--upload-pack=x", "https://example.com/{{7*7}}/w", "file:///tmp/$(id)"]
+BAD_BRANCHES = [
+    "main; touch /tmp/pwned",
+    "$(touch /tmp/pwned)",
+    "`touch /tmp/pwned`",
+    "main\nfeature",
+    "--upload-pack=touch /tmp/pwned",
+    "{{ 7*7 }}",
+    "{% raw %}",
+    "it's",
+    'say "hi"',
+    "a|b",
+    "a&b",
+    "a>b",
+]
+BAD_URLS = [
+    "https://example.com/acme/w;touch /tmp/pwned",
+    "https://example.com/$(touch /tmp/pwned)/w",
+    "https://example.com/`id`/w",
+    "https://tok@example.com/acme/w",
+    "ext::sh -c touch% /tmp/pwned",
+    "https://example.com/acme/w\n--upload-pack=x",
+    "https://example.com/{{7*7}}/w",
+    "file:///tmp/$(id)",
+]
 
 
-@pytest.mark.parametrize(("field", "value"), [("base_branch", b) for b in BAD_BRANCHES]
-                         + [("repo_url", u) for u in BAD_URLS])
-def test_branch_names_and_urls_with_shell_or_template_syntax_are_refused_with_422(field, value, session_factory,
-                                                                                 tmp_path):
+@pytest.mark.parametrize(
+    ("field", "value"), [("base_branch", b) for b in BAD_BRANCHES] + [("repo_url", u) for u in BAD_URLS]
+)
+def test_branch_names_and_urls_with_shell_or_template_syntax_are_refused_with_422(
+    field, value, session_factory, tmp_path
+):
     (tmp_path / "repos").mkdir()
     repo = create_repository(tmp_path / "repos" / "calc")
     settings = Settings(data_dir=tmp_path / "data", local_repo_roots=str(tmp_path / "repos"))
     with transaction(session_factory) as session:
         user, token = create_user(session, name="api")
         session_id = create_session(session, user=user, title="t").id
-    body = {"repo_url": str(repo), "issue_number": 1, "issue_title": "t", "issue_body": "b",
-            "matrix": {"models": ["m"]}, field: value}
+    body = {
+        "repo_url": str(repo),
+        "issue_number": 1,
+        "issue_title": "t",
+        "issue_body": "b",
+        "matrix": {"models": ["m"]},
+        field: value,
+    }
     with TestClient(create_app(settings, session_factory=session_factory)) as client:
-        response = client.post(f"/sessions/{session_id}/solve/start", json=body,
-                               headers={"Authorization": f"Bearer {token}"})
+        response = client.post(
+            f"/sessions/{session_id}/solve/start", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
     assert response.status_code == 422 and field in response.text, response.text
     with session_factory() as session:
         assert session.scalar(select(Solve.id)) is None
@@ -254,8 +309,12 @@ def test_a_long_runs_stored_trajectory_stays_under_the_configured_size(make_pipe
 
 
 def test_bounded_drops_middle_messages_when_cutting_texts_is_not_enough():
-    data = {"exit_status": "Submitted", "total_steps": 500, "messages": [{"role": "user", "content": "x" * 300}] * 500,
-            "steps": [{"step": i, "action": "ls", "output": "y" * 300} for i in range(500)]}
+    data = {
+        "exit_status": "Submitted",
+        "total_steps": 500,
+        "messages": [{"role": "user", "content": "x" * 300}] * 500,
+        "steps": [{"step": i, "action": "ls", "output": "y" * 300} for i in range(500)],
+    }
     result = bounded(data, 50_000)
     assert len(json.dumps(result).encode()) <= 50_000 and result["truncated"]["dropped"]["messages"] > 0
     assert result["steps"][0]["step"] == 0 and result["steps"][-1]["step"] == 499

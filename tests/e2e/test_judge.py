@@ -1,4 +1,4 @@
-"""The judge asks a real litellm client, over HTTP, the scripted chat server; it never raises and never shows run ids."""
+"""The judge asks the scripted chat server through a real litellm client; it never raises and never shows run ids."""
 
 import json
 import time
@@ -9,12 +9,21 @@ from yudai_solver.execution.judge import Candidate, Verdict, judge
 from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
 CANDIDATES = [
-    Candidate("run-id-7f3a9c01", "--- a/calc.py\n+++ b/calc.py\n@@\n-return a - b\n+return a + b\n",
-              "tests passed: 12/12; reproduction tests passed: 1/1; agrees with 2 other runs"),
-    Candidate("run-id-5be42d77", "--- a/calc.py\n+++ b/calc.py\n@@\n-return a - b\n+return b + a\n",
-              "tests passed: 12/12; reproduction tests passed: 1/1; agrees with 0 other runs"),
-    Candidate("run-id-c0ffee99", "--- a/calc.py\n+++ b/calc.py\n@@\n-return a - b\n+return sum((a, b))\n",
-              "tests passed: 12/12; reproduction tests passed: 1/1; agrees with 0 other runs"),
+    Candidate(
+        "run-id-7f3a9c01",
+        "--- a/calc.py\n+++ b/calc.py\n@@\n-return a - b\n+return a + b\n",
+        "tests passed: 12/12; reproduction tests passed: 1/1; agrees with 2 other runs",
+    ),
+    Candidate(
+        "run-id-5be42d77",
+        "--- a/calc.py\n+++ b/calc.py\n@@\n-return a - b\n+return b + a\n",
+        "tests passed: 12/12; reproduction tests passed: 1/1; agrees with 0 other runs",
+    ),
+    Candidate(
+        "run-id-c0ffee99",
+        "--- a/calc.py\n+++ b/calc.py\n@@\n-return a - b\n+return sum((a, b))\n",
+        "tests passed: 12/12; reproduction tests passed: 1/1; agrees with 0 other runs",
+    ),
 ]
 TITLE = "add() subtracts {title} {{ 7*7 }} $(touch /tmp/x)"
 BODY = "Calling `add(2, 3)` returns -1.\n{% for x in y %}{x}{% endfor %} %(name)s {0} 'quotes' \"double\" ünïcödé\n"
@@ -45,10 +54,25 @@ def server():
         yield server
 
 
-def ask(server: ScriptedChatServer, model: str, *, config: dict | None = None, timeout_s: int = 10,
-        candidates=CANDIDATES, **kwargs) -> Verdict:
-    return judge(provider="openai", model_id=model, config={"api_base": server.base_url} | (config or {}),
-                 timeout_s=timeout_s, issue_title=TITLE, issue_body=BODY, candidates=candidates, **kwargs)
+def ask(
+    server: ScriptedChatServer,
+    model: str,
+    *,
+    config: dict | None = None,
+    timeout_s: int = 10,
+    candidates=CANDIDATES,
+    **kwargs,
+) -> Verdict:
+    return judge(
+        provider="openai",
+        model_id=model,
+        config={"api_base": server.base_url} | (config or {}),
+        timeout_s=timeout_s,
+        issue_title=TITLE,
+        issue_body=BODY,
+        candidates=candidates,
+        **kwargs,
+    )
 
 
 def test_a_valid_pick_maps_the_label_to_its_run_and_counts_tokens_and_cost(server):
@@ -98,12 +122,15 @@ def test_a_label_written_loosely_still_counts(server):
     assert ask(server, "prose-label").run_id == "run-id-7f3a9c01"
 
 
-@pytest.mark.parametrize(("model", "message"), [
-    ("unknown", "names no candidate"),
-    ("no-choice", "no choice"),
-    ("prose", "no JSON object"),
-    ("empty", "empty answer"),
-])
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("unknown", "names no candidate"),
+        ("no-choice", "no choice"),
+        ("prose", "no JSON object"),
+        ("empty", "empty answer"),
+    ],
+)
 def test_answers_without_a_valid_pick_give_an_error_and_still_count_tokens(server, model, message):
     verdict = ask(server, model, config={"input_cost_per_token": 0.001, "output_cost_per_token": 0.001})
     assert verdict.run_id is None and message in verdict.error
@@ -133,9 +160,23 @@ def test_a_timeout_is_a_verdict_not_an_exception(server):
 def test_an_unreachable_server_and_no_candidates_give_errors():
     with ScriptedChatServer({}) as gone:
         api_base = gone.base_url
-    verdict = judge(provider="openai", model_id="pick", config={"api_base": api_base}, timeout_s=5,
-                    issue_title=TITLE, issue_body=BODY, candidates=CANDIDATES)
+    verdict = judge(
+        provider="openai",
+        model_id="pick",
+        config={"api_base": api_base},
+        timeout_s=5,
+        issue_title=TITLE,
+        issue_body=BODY,
+        candidates=CANDIDATES,
+    )
     assert verdict.run_id is None and verdict.error
-    verdict = judge(provider="openai", model_id="pick", config={"api_base": api_base}, timeout_s=5,
-                    issue_title=TITLE, issue_body=BODY, candidates=[])
+    verdict = judge(
+        provider="openai",
+        model_id="pick",
+        config={"api_base": api_base},
+        timeout_s=5,
+        issue_title=TITLE,
+        issue_body=BODY,
+        candidates=[],
+    )
     assert verdict == Verdict(None, "", 0, 0.0, "no candidates to judge")

@@ -5,12 +5,12 @@ import pytest
 from tests.fakes.fixtures import TOKEN, calc_repository, git_certificate  # noqa: F401 - fixtures
 from tests.fakes.git_http import GitHttpsServer
 from yudai_solver.base.git import GitError
-from yudai_solver.execution.workspace import workspaces_for
 from yudai_solver.base.settings import Settings
+from yudai_solver.execution.workspace import workspaces_for
 
 
 @pytest.fixture
-def private_remote(git_certificate, tmp_path, monkeypatch):  # noqa: F811
+def private_remote(git_certificate, tmp_path, monkeypatch):
     cert, key = git_certificate
     monkeypatch.setenv("GIT_SSL_CAINFO", str(cert))
     root = tmp_path / "served"
@@ -19,8 +19,9 @@ def private_remote(git_certificate, tmp_path, monkeypatch):  # noqa: F811
     url = server.start()
     import subprocess
 
-    subprocess.run(["git", "clone", "-q", "--bare", str(calc_repository(tmp_path / "src")), str(root / "acme/secret")],
-                   check=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(calc_repository(tmp_path / "src")), str(root / "acme/secret")], check=True
+    )
     yield f"{url}/acme/secret", url
     server.stop()
 
@@ -46,7 +47,8 @@ def test_without_the_token_a_private_repository_is_refused(private_remote, tmp_p
 
 def test_the_token_goes_to_github_hosts_only(private_remote, tmp_path):
     repo, _ = private_remote  # served on 127.0.0.1, but the configured GitHub is elsewhere
-    settings = Settings(data_dir=tmp_path / "data", github_api_url="https://ghe.example.invalid/api/v3",
-                        github_token=TOKEN)
+    settings = Settings(
+        data_dir=tmp_path / "data", github_api_url="https://ghe.example.invalid/api/v3", github_token=TOKEN
+    )
     with pytest.raises(GitError):
         workspaces_for(settings).checkout(repo, "main", tmp_path / "work")

@@ -16,17 +16,25 @@ import pytest
 from sqlalchemy import select
 
 from tests.fakes.fixtures import (  # noqa: F401
-    TOKEN, WEBHOOK_SECRET, app_client, calc_repository, dump_database, fake_github, git_certificate, git_configs,
-    git_remote, github_settings,
+    TOKEN,
+    WEBHOOK_SECRET,
+    app_client,
+    calc_repository,
+    dump_database,
+    fake_github,
+    git_certificate,
+    git_configs,
+    git_remote,
+    github_settings,
 )
 from yudai_solver.base import statuses
-from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.base.db import transaction
-from yudai_solver.entry.demo import SCRIPTS, TEST_COMMAND
-from yudai_solver.dispatch.inprocess import InProcessDispatcher
 from yudai_solver.base.models import AIModel, Solve, SolveRun
-from yudai_solver.testing.scripted import ScriptedChatServer, Step
+from yudai_solver.dispatch.inprocess import InProcessDispatcher
+from yudai_solver.entry.demo import SCRIPTS, TEST_COMMAND
+from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.solving.users import create_user
+from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
 from .conftest import Pipeline
 
@@ -62,29 +70,44 @@ def champion_of(factory, solve: Solve) -> SolveRun:
         return session.get(SolveRun, solve.champion_run_id)
 
 
-def test_a_labelled_issue_becomes_a_pull_request_and_a_comment(session_factory, engine, tmp_path, models,
-                                                               fake_github, git_remote, caplog, monkeypatch):
+def test_a_labelled_issue_becomes_a_pull_request_and_a_comment(
+    session_factory, engine, tmp_path, models, fake_github, git_remote, caplog, monkeypatch
+):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("YUDAI_GITHUB_TOKEN", TOKEN)  # where a deployment keeps it; the sandbox must not see it
     repo_url = git_remote.add("acme/widgets", calc_repository(tmp_path / "src" / "calc"))
     fake_github.add_repo("acme/widgets")
     fake_github.add_issue("acme/widgets", 3, "add() subtracts", "calc.add(2, 3) returns -1")
-    settings = github_settings(tmp_path, fake_github, webhook_owner="maintainer", webhook_test_command=TEST_COMMAND,
-                               webhook_matrix={"models": ["scripted-minimal-fix", "scripted-rewrite", "leaky"]},
-                               command_timeout_s=30, test_timeout_s=60, model_timeout_s=10)
+    settings = github_settings(
+        tmp_path,
+        fake_github,
+        webhook_owner="maintainer",
+        webhook_test_command=TEST_COMMAND,
+        webhook_matrix={"models": ["scripted-minimal-fix", "scripted-rewrite", "leaky"]},
+        command_timeout_s=30,
+        test_timeout_s=60,
+        model_timeout_s=10,
+    )
     with transaction(session_factory) as session:
         create_user(session, name="maintainer")
     dispatcher = InProcessDispatcher(settings, session_factory)
-    body = json.dumps({
-        "action": "labeled", "label": {"name": "yudai"}, "sender": {"login": "carol"},
-        "issue": {"number": 3, "title": "add() subtracts", "body": "calc.add(2, 3) returns -1", "state": "open"},
-        "repository": {"html_url": repo_url, "default_branch": "main"},
-    }).encode()
+    body = json.dumps(
+        {
+            "action": "labeled",
+            "label": {"name": "yudai"},
+            "sender": {"login": "carol"},
+            "issue": {"number": 3, "title": "add() subtracts", "body": "calc.add(2, 3) returns -1", "state": "open"},
+            "repository": {"html_url": repo_url, "default_branch": "main"},
+        }
+    ).encode()
     signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
 
     with app_client(session_factory, settings, dispatcher) as client:
-        response = client.post("/webhooks/github", content=body, headers={
-            "X-GitHub-Event": "issues", "X-GitHub-Delivery": "e2e-1", "X-Hub-Signature-256": signature})
+        response = client.post(
+            "/webhooks/github",
+            content=body,
+            headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": "e2e-1", "X-Hub-Signature-256": signature},
+        )
         assert response.status_code == 200 and response.json()["outcome"] == "started", response.text
         solve = wait_finished(session_factory, dispatcher, response.json()["solve_id"])
 
@@ -101,9 +124,12 @@ def test_a_labelled_issue_becomes_a_pull_request_and_a_comment(session_factory, 
     assert comment["issue_number"] == 3 and pull["html_url"] in comment["body"]
     leaky = next(r for r in _runs(session_factory, solve.id) if r.model == "leaky")
     assert leaky.trajectory_data["steps"][0]["output"], "the leaky step ran"
-    secret_places = {"sandbox output": json.dumps(leaky.trajectory_data), "logs": caplog.text,
-                     "git configs": git_configs(settings.data_dir, git_remote.root),
-                     "database": dump_database(engine)}
+    secret_places = {
+        "sandbox output": json.dumps(leaky.trajectory_data),
+        "logs": caplog.text,
+        "git configs": git_configs(settings.data_dir, git_remote.root),
+        "database": dump_database(engine),
+    }
     assert [place for place, text in secret_places.items() if TOKEN in text] == []
 
 
@@ -121,8 +147,11 @@ def test_a_local_repository_gets_the_branch_pushed_to_its_origin(session_factory
     dispatcher.start()
     try:
         pipeline = Pipeline(settings, session_factory, dispatcher, None, repo, *ids)
-        solve = pipeline.wait(pipeline.start(matrix={"models": ["scripted-minimal-fix", "scripted-noop"]},
-                                             test_command=TEST_COMMAND, create_pr=True))
+        solve = pipeline.wait(
+            pipeline.start(
+                matrix={"models": ["scripted-minimal-fix", "scripted-noop"]}, test_command=TEST_COMMAND, create_pr=True
+            )
+        )
     finally:
         dispatcher.stop()
 

@@ -4,13 +4,12 @@ import time
 
 from sqlalchemy import func, select
 
-from yudai_solver.base.db import transaction
-from yudai_solver.dispatch.inprocess import InProcessDispatcher
-from yudai_solver.base.models import AIModel, Solve, SolveRun, User
-from yudai_solver.testing.scripted import Step
-from yudai_solver.solving.solves import cancel
-
 from tests.helpers import pids_where, wait_for
+from yudai_solver.base.db import transaction
+from yudai_solver.base.models import AIModel, Solve, SolveRun, User
+from yudai_solver.dispatch.inprocess import InProcessDispatcher
+from yudai_solver.solving.solves import cancel
+from yudai_solver.testing.scripted import Step
 
 from .test_solve_pipeline import runs_by_model
 
@@ -47,8 +46,11 @@ def test_time_budget_fails_unfinished_runs_and_ends_the_solve(pipeline, scripts)
     scripts["sleeper"] = SLEEPER
     pipeline.add_model("sleeper")
     started = time.monotonic()
-    solve_id = pipeline.start(matrix={"models": ["sleeper"], "temperatures": [0.0, 0.5, 1.0]},
-                              limits={"time_budget_s": 2, "max_parallel": 2}, test_command="true")
+    solve_id = pipeline.start(
+        matrix={"models": ["sleeper"], "temperatures": [0.0, 0.5, 1.0]},
+        limits={"time_budget_s": 2, "max_parallel": 2},
+        test_command="true",
+    )
     solve = pipeline.wait(solve_id, timeout=20)
     assert time.monotonic() - started < 6
     assert solve.status == "failed" and "time budget exceeded" in solve.error_message
@@ -60,8 +62,11 @@ def test_time_budget_fails_unfinished_runs_and_ends_the_solve(pipeline, scripts)
 def test_max_parallel_is_respected(pipeline, scripts):
     scripts["slow"] = [Step("sleep 0.5", delay_s=0.2), Step("echo done > done.txt")]
     pipeline.add_model("slow")
-    solve_id = pipeline.start(matrix={"models": ["slow"], "temperatures": [0.0, 0.2, 0.4, 0.6]},
-                              limits={"max_parallel": 2}, test_command="test -f done.txt")
+    solve_id = pipeline.start(
+        matrix={"models": ["slow"], "temperatures": [0.0, 0.2, 0.4, 0.6]},
+        limits={"max_parallel": 2},
+        test_command="test -f done.txt",
+    )
     peak = 0
     while True:
         statuses = run_status(pipeline, solve_id)
@@ -78,8 +83,9 @@ def test_early_stop_cancels_the_others_once_one_passes(pipeline, scripts):
     scripts["sleeper"] = SLEEPER
     pipeline.add_model("quick")
     pipeline.add_model("sleeper")
-    solve_id = pipeline.start(matrix={"models": ["quick", "sleeper"]}, limits={"early_stop": True},
-                              test_command="test -f fix.txt")
+    solve_id = pipeline.start(
+        matrix={"models": ["quick", "sleeper"]}, limits={"early_stop": True}, test_command="test -f fix.txt"
+    )
     solve = pipeline.wait(solve_id, timeout=20)
     runs = runs_by_model(pipeline.factory, solve_id)
     assert solve.status == "completed" and solve.champion_run_id == runs["quick"].id
@@ -102,8 +108,9 @@ def test_model_server_error_fails_the_run_with_the_reason_and_the_solve_ends(pip
 def test_failing_setup_fails_the_run_with_its_output(pipeline, scripts):
     scripts["quick"] = [Step("echo fixed > fix.txt")]
     pipeline.add_model("quick")
-    solve_id = pipeline.start(matrix={"models": ["quick"]}, setup_command="echo cannot-install >&2; exit 3",
-                              test_command="test -f fix.txt")
+    solve_id = pipeline.start(
+        matrix={"models": ["quick"]}, setup_command="echo cannot-install >&2; exit 3", test_command="test -f fix.txt"
+    )
     solve = pipeline.wait(solve_id)
     run = runs_by_model(pipeline.factory, solve_id)["quick"]
     assert run.status == "failed" and "exited with 3" in run.error_message and "cannot-install" in run.error_message
@@ -113,8 +120,11 @@ def test_failing_setup_fails_the_run_with_its_output(pipeline, scripts):
 def test_setup_output_stays_out_of_the_diff(pipeline, scripts):
     scripts["quick"] = [Step("echo fixed > fix.txt && python3 -c 'import calc'")]
     pipeline.add_model("quick")
-    solve_id = pipeline.start(matrix={"models": ["quick"]}, setup_command="mkdir -p .venv/lib && touch .venv/lib/x",
-                              test_command="test -f fix.txt")
+    solve_id = pipeline.start(
+        matrix={"models": ["quick"]},
+        setup_command="mkdir -p .venv/lib && touch .venv/lib/x",
+        test_command="test -f fix.txt",
+    )
     pipeline.wait(solve_id)
     run = runs_by_model(pipeline.factory, solve_id)["quick"]
     assert (run.status, run.tests_passed, run.loc_changed, run.files_changed) == ("completed", True, 1, 1)
@@ -193,14 +203,17 @@ def test_max_concurrent_runs_caps_the_process_over_all_solves(pipeline, scripts,
     capped.start()
     pipeline.dispatcher = capped
     try:
-        solves = [pipeline.start(matrix={"models": ["slow"], "temperatures": [0.0, 1.0]}, test_command="true")
-                  for _ in range(2)]
+        solves = [
+            pipeline.start(matrix={"models": ["slow"], "temperatures": [0.0, 1.0]}, test_command="true")
+            for _ in range(2)
+        ]
         peak = 0
         while True:
             with pipeline.factory() as session:
                 running = session.scalar(select(func.count()).select_from(SolveRun).where(SolveRun.status == "running"))
-                unfinished = session.scalar(select(func.count()).select_from(SolveRun).where(
-                    SolveRun.status.in_(["pending", "running"])))
+                unfinished = session.scalar(
+                    select(func.count()).select_from(SolveRun).where(SolveRun.status.in_(["pending", "running"]))
+                )
             peak = max(peak, running)
             if unfinished == 0:
                 break
@@ -215,19 +228,24 @@ def test_every_run_of_a_solve_starts_from_the_same_pinned_commit(pipeline, scrip
 
     scripts["slow"] = [Step("sleep 0.5")]
     pipeline.add_model("slow")
-    original = subprocess.run(["git", "-C", str(pipeline.repo), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    solve_id = pipeline.start(matrix={"models": ["slow"], "temperatures": [0.0, 1.0]}, limits={"max_parallel": 1},
-                              test_command="true")
+    original = subprocess.run(
+        ["git", "-C", str(pipeline.repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    solve_id = pipeline.start(
+        matrix={"models": ["slow"], "temperatures": [0.0, 1.0]}, limits={"max_parallel": 1}, test_command="true"
+    )
     wait_for(lambda: "running" in run_status(pipeline, solve_id))
     (pipeline.repo / "later.txt").write_text("pushed while the solve runs\n")
     subprocess.run(["git", "-C", str(pipeline.repo), "add", "later.txt"], check=True)
-    subprocess.run(["git", "-C", str(pipeline.repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
-                    "later"], check=True)
+    subprocess.run(
+        ["git", "-C", str(pipeline.repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "later"],
+        check=True,
+    )
     solve = pipeline.wait(solve_id)
     with pipeline.factory() as session:
-        bases = {r.diagnostics["base_commit"] for r in session.scalars(select(SolveRun).where(
-            SolveRun.solve_id == solve_id))}
+        bases = {
+            r.diagnostics["base_commit"] for r in session.scalars(select(SolveRun).where(SolveRun.solve_id == solve_id))
+        }
     assert solve.base_commit == original and bases == {original}
 
 
@@ -235,11 +253,17 @@ def test_a_cost_budget_stops_the_runs_once_spent(pipeline, scripts):
     # 10 prompt + 5 completion tokens an answer at $0.001 a token: every answer costs $0.015.
     scripts["pricey"] = [Step("sleep 0.3")] * 40
     with transaction(pipeline.factory) as session:
-        session.add(AIModel(name="pricey", provider="openai", model_id="pricey",
-                            config={"api_base": pipeline.server.url, "input_cost_per_token": 0.001,
-                                    "output_cost_per_token": 0.001}))
-    solve_id = pipeline.start(matrix={"models": ["pricey"], "temperatures": [0.0, 1.0]},
-                              limits={"cost_budget_usd": 0.1}, test_command="true")
+        session.add(
+            AIModel(
+                name="pricey",
+                provider="openai",
+                model_id="pricey",
+                config={"api_base": pipeline.server.url, "input_cost_per_token": 0.001, "output_cost_per_token": 0.001},
+            )
+        )
+    solve_id = pipeline.start(
+        matrix={"models": ["pricey"], "temperatures": [0.0, 1.0]}, limits={"cost_budget_usd": 0.1}, test_command="true"
+    )
     solve = pipeline.wait(solve_id, timeout=60)
     with pipeline.factory() as session:
         runs = session.scalars(select(SolveRun).where(SolveRun.solve_id == solve_id)).all()

@@ -10,25 +10,34 @@ import sys
 
 from sqlalchemy import select
 
-from yudai_solver.entry.demo import TEST_COMMAND as DEMO_TEST_COMMAND
 from yudai_solver.base.models import SolveRun
+from yudai_solver.entry.demo import TEST_COMMAND as DEMO_TEST_COMMAND
 from yudai_solver.testing.scripted import Step
 
 TEST_COMMAND = "python3 -m unittest discover -q"
 CALC = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n"
-COVERED = ("import unittest\n\nfrom calc import sub\n\n\nclass SubTest(unittest.TestCase):\n"
-           "    def test_sub(self):\n        self.assertEqual(sub(5, 3), 2)\n")
+COVERED = (
+    "import unittest\n\nfrom calc import sub\n\n\nclass SubTest(unittest.TestCase):\n"
+    "    def test_sub(self):\n        self.assertEqual(sub(5, 3), 2)\n"
+)
 HIDDEN = "from calc import add\nassert add(2, 3) == 5 and add(-4, 1) == -3 and add(0, 0) == 0\n"
-REPRO = ("cat > test_issue_add.py <<'EOF'\nimport unittest\n\nfrom calc import add\n\n\n"
-         "class AddTest(unittest.TestCase):\n    def test_add_adds(self):\n        self.assertEqual(add(2, 3), 5)\nEOF")
-VERBOSE = ("python3 - <<'EOF'\nimport pathlib\np = pathlib.Path('calc.py')\n"
-           "p.write_text(p.read_text().replace('def add(a, b):\\n    return a - b\\n', "
-           "'def add(a, b):\\n    \"\"\"The sum of a and b.\"\"\"\\n    total = a\\n    total = total + b\\n"
-           "    return total\\n'))\nEOF")
+REPRO = (
+    "cat > test_issue_add.py <<'EOF'\nimport unittest\n\nfrom calc import add\n\n\n"
+    "class AddTest(unittest.TestCase):\n    def test_add_adds(self):\n        self.assertEqual(add(2, 3), 5)\nEOF"
+)
+VERBOSE = (
+    "python3 - <<'EOF'\nimport pathlib\np = pathlib.Path('calc.py')\n"
+    "p.write_text(p.read_text().replace('def add(a, b):\\n    return a - b\\n', "
+    '\'def add(a, b):\\n    """The sum of a and b."""\\n    total = a\\n    total = total + b\\n'
+    "    return total\\n'))\nEOF"
+)
 SCRIPTS = {
-    "fix-with-test": [Step(REPRO, "Reproduce first."), Step("python3 -m unittest -q test_issue_add.py"),
-                      Step("sed -i '2s/return a - b/return a + b/' calc.py", "Fix add."),
-                      Step("python3 -m unittest -q test_issue_add.py")],
+    "fix-with-test": [
+        Step(REPRO, "Reproduce first."),
+        Step("python3 -m unittest -q test_issue_add.py"),
+        Step("sed -i '2s/return a - b/return a + b/' calc.py", "Fix add."),
+        Step("python3 -m unittest -q test_issue_add.py"),
+    ],
     "same-fix": [Step("cat calc.py"), Step("sed -i '2s/return a - b/return a + b/' calc.py", "Fix add.")],
     "verbose-fix": [Step("cat calc.py"), Step(VERBOSE, "Rewrite add.")],
     "noop": [Step("cat calc.py"), Step(TEST_COMMAND)],
@@ -75,8 +84,9 @@ def solve_with(pipeline, scripts, models, **request):
 
 def test_uncovered_bug_the_verified_fix_wins_not_the_noop(pipeline, scripts, tmp_path):
     uncovered_repository(pipeline)
-    solve, runs = solve_with(pipeline, scripts, ["fix-with-test", "same-fix", "verbose-fix", "noop", "overfit"],
-                             test_command=TEST_COMMAND)
+    solve, runs = solve_with(
+        pipeline, scripts, ["fix-with-test", "same-fix", "verbose-fix", "noop", "overfit"], test_command=TEST_COMMAND
+    )
 
     assert solve.status == "completed", solve.error_message
     champion = next(r for r in runs.values() if r.id == solve.champion_run_id)
@@ -126,11 +136,13 @@ def test_deleting_the_failing_test_never_wins(pipeline, scripts, tmp_path):
 
 
 def test_tampering_next_to_a_real_fix_ranks_below_it(pipeline, scripts, tmp_path):
-    fix_and_tamper = ("sed -i 's/return a - b/return a + b/' calc.py && "
-                      "sed -i 's/self.assertEqual(mul(2, 3), 6)/pass/' test_calc.py")
+    fix_and_tamper = (
+        "sed -i 's/return a - b/return a + b/' calc.py && sed -i 's/self.assertEqual(mul(2, 3), 6)/pass/' test_calc.py"
+    )
     scripts["fix-and-tamper"] = [Step(fix_and_tamper, "Fix, and loosen a test.")]
-    solve, runs = solve_with(pipeline, scripts, ["fix-and-tamper", "scripted-minimal-fix"],
-                             test_command=DEMO_TEST_COMMAND)
+    solve, runs = solve_with(
+        pipeline, scripts, ["fix-and-tamper", "scripted-minimal-fix"], test_command=DEMO_TEST_COMMAND
+    )
 
     assert solve.status == "completed"
     assert solve.champion_run_id == runs["scripted-minimal-fix"].id, solve.ranking["reason"]

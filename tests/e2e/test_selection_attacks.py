@@ -8,8 +8,8 @@ import time
 
 from sqlalchemy import select
 
-from yudai_solver.entry.demo import TEST_COMMAND
 from yudai_solver.base.models import SolveRun
+from yudai_solver.entry.demo import TEST_COMMAND
 from yudai_solver.testing.scripted import Step
 
 
@@ -42,8 +42,12 @@ def test_a_symlink_to_an_unbounded_device_is_not_read(pipeline, scripts):
 def test_restoring_a_test_file_replaced_by_a_link_never_writes_through_it(pipeline, scripts, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("outside the workspace\n")
-    _, run = solve(pipeline, scripts, "link", f"rm test_calc.py && ln -s {victim} test_calc.py && "
-                                              "sed -i 's/return a - b/return a + b/' calc.py")
+    _, run = solve(
+        pipeline,
+        scripts,
+        "link",
+        f"rm test_calc.py && ln -s {victim} test_calc.py && sed -i 's/return a - b/return a + b/' calc.py",
+    )
     assert run.diagnostics["change"]["tests_modified"] == ["test_calc.py"]
     assert victim.read_text() == "outside the workspace\n"
     # The base's test file was put back in the link's place, so the fix was tested by the real tests.

@@ -2,10 +2,10 @@
 
 import subprocess
 
-from yudai_solver.entry.demo import SCRIPTS, TEST_COMMAND
-from yudai_solver.base.models import SolveRun
-
 from sqlalchemy import select
+
+from yudai_solver.base.models import SolveRun
+from yudai_solver.entry.demo import SCRIPTS, TEST_COMMAND
 
 
 def git(repo, *args) -> str:
@@ -48,7 +48,9 @@ def test_three_experiments_rank_the_minimal_fix_first(pipeline):
 
 
 def test_worker_secrets_never_reach_the_sandbox(pipeline, scripts):
-    scripts["leaky"] = [__import__("yudai_solver.testing.scripted", fromlist=["Step"]).Step("env; cat /proc/self/environ")]
+    scripts["leaky"] = [
+        __import__("yudai_solver.testing.scripted", fromlist=["Step"]).Step("env; cat /proc/self/environ")
+    ]
     pipeline.add_model("leaky")
     solve_id = pipeline.start(matrix={"models": ["leaky"]}, test_command="true")
     pipeline.wait(solve_id)

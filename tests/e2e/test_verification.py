@@ -7,18 +7,20 @@ import time
 from sqlalchemy import select
 
 from yudai_solver.base.db import transaction
-from yudai_solver.dispatch.inprocess import InProcessDispatcher
 from yudai_solver.base.models import AIModel, Solve, SolveRun
-from yudai_solver.testing.scripted import Step
+from yudai_solver.dispatch.inprocess import InProcessDispatcher
 from yudai_solver.solving.solves import cancel_solve
+from yudai_solver.testing.scripted import Step
 
 from .test_selection import REPRO, TEST_COMMAND, uncovered_repository
 
 FIX = "sed -i '2s/return a - b/return a + b/' calc.py"
 # Fails slowly on the base (it waits before failing), passes at once with the fix.
-SLOW_REPRO = ("cat > test_issue_slow.py <<'EOF'\nimport time\nimport unittest\n\nfrom calc import add\n\n\n"
-              "class AddTest(unittest.TestCase):\n    def test_add(self):\n        if add(2, 3) != 5:\n"
-              "            time.sleep(60)\n        self.assertEqual(add(2, 3), 5)\nEOF")
+SLOW_REPRO = (
+    "cat > test_issue_slow.py <<'EOF'\nimport time\nimport unittest\n\nfrom calc import add\n\n\n"
+    "class AddTest(unittest.TestCase):\n    def test_add(self):\n        if add(2, 3) != 5:\n"
+    "            time.sleep(60)\n        self.assertEqual(add(2, 3), 5)\nEOF"
+)
 VERBOSE_FIX = "sed -i '2s/return a - b/result = a + b\\n    return result/' calc.py"
 
 
@@ -93,17 +95,23 @@ def test_a_verification_left_running_by_a_dead_process_is_resumed_at_start(pipel
 def judge_model(pipeline, scripts, answer: Step) -> None:
     scripts["judge"] = [answer]
     with transaction(pipeline.factory) as session:
-        session.add(AIModel(name="judge", provider="openai", model_id="judge",
-                            config={"api_base": pipeline.server.url, "input_cost_per_token": 1e-6,
-                                    "output_cost_per_token": 2e-6}))
+        session.add(
+            AIModel(
+                name="judge",
+                provider="openai",
+                model_id="judge",
+                config={"api_base": pipeline.server.url, "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
+            )
+        )
 
 
 def test_the_judge_breaks_a_tie_the_tests_leave(pipeline, scripts):
     uncovered_repository(pipeline)
     answer = json.dumps({"choice": "B", "rationale": "B names the intermediate result."})
     judge_model(pipeline, scripts, Step(content=answer, prompt_tokens=100, completion_tokens=20))
-    solve_id = start(pipeline, scripts, {"short": [Step(FIX)], "long": [Step(VERBOSE_FIX)]},
-                     limits={"judge_model": "judge"})
+    solve_id = start(
+        pipeline, scripts, {"short": [Step(FIX)], "long": [Step(VERBOSE_FIX)]}, limits={"judge_model": "judge"}
+    )
     solve = pipeline.wait(solve_id)
     runs = runs_by_model(pipeline.factory, solve_id)
 
@@ -122,8 +130,9 @@ def test_the_judge_breaks_a_tie_the_tests_leave(pipeline, scripts):
 def test_a_judge_that_answers_nonsense_changes_nothing(pipeline, scripts):
     uncovered_repository(pipeline)
     judge_model(pipeline, scripts, Step(content="I like both."))
-    solve_id = start(pipeline, scripts, {"short": [Step(FIX)], "long": [Step(VERBOSE_FIX)]},
-                     limits={"judge_model": "judge"})
+    solve_id = start(
+        pipeline, scripts, {"short": [Step(FIX)], "long": [Step(VERBOSE_FIX)]}, limits={"judge_model": "judge"}
+    )
     solve = pipeline.wait(solve_id)
     runs = runs_by_model(pipeline.factory, solve_id)
     assert solve.verification["judge"]["run_id"] is None and solve.verification["judge"]["error"]

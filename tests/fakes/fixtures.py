@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select, text
 
-from yudai_solver.entry.api import create_app
 from yudai_solver.base.db import transaction
-from yudai_solver.entry.demo import create_repository
 from yudai_solver.base.models import AIModel
 from yudai_solver.base.settings import Settings
+from yudai_solver.entry.api import create_app
+from yudai_solver.entry.demo import create_repository
 from yudai_solver.solving.users import create_user
 
 from .git_http import GitHttpsServer, available, make_certificate
@@ -53,8 +53,19 @@ class GitRemote:
         return f"{self.url}/{full_name}"
 
     def branches(self, full_name: str) -> dict[str, str]:
-        out = subprocess.run(["git", "-C", str(self.root / full_name), "for-each-ref", "--format=%(refname:short) "
-                              "%(objectname)", "refs/heads"], check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(self.root / full_name),
+                "for-each-ref",
+                "--format=%(refname:short) %(objectname)",
+                "refs/heads",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return dict(line.split() for line in out.splitlines())
 
 
@@ -76,9 +87,15 @@ def calc_repository(path: Path) -> Path:
 
 
 def github_settings(tmp_path: Path, fake: FakeGitHub, **overrides) -> Settings:
-    values = dict(database_url="sqlite://", data_dir=tmp_path / "data", local_repo_roots=str(tmp_path / "repos"),
-                  github_api_url=fake.url, github_token=TOKEN, github_webhook_secret=WEBHOOK_SECRET,
-                  github_timeout_s=5)
+    values = dict(
+        database_url="sqlite://",
+        data_dir=tmp_path / "data",
+        local_repo_roots=str(tmp_path / "repos"),
+        github_api_url=fake.url,
+        github_token=TOKEN,
+        github_webhook_secret=WEBHOOK_SECRET,
+        github_timeout_s=5,
+    )
     return Settings(**(values | overrides))
 
 
@@ -117,5 +134,10 @@ def dump_database(engine) -> str:
 
 def git_configs(*roots: Path) -> str:
     """The text of every git config file under `roots` (mirrors, checkouts, served repositories)."""
-    return "\n".join(path.read_text(errors="replace") for root in roots if root.exists()
-                     for path in root.rglob("config") if path.is_file())
+    return "\n".join(
+        path.read_text(errors="replace")
+        for root in roots
+        if root.exists()
+        for path in root.rglob("config")
+        if path.is_file()
+    )

@@ -19,9 +19,28 @@ HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
 def make_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made with the openssl command; (cert, key)."""
     cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -85,11 +104,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
         body = self._body()
-        env = {"GIT_PROJECT_ROOT": str(self.server_of.root), "GIT_HTTP_EXPORT_ALL": "1", "REQUEST_METHOD": method,
-               "PATH_INFO": url.path, "QUERY_STRING": url.query, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-               "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1", "PATH": "/usr/bin:/bin",
-               "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-               "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
+        env = {
+            "GIT_PROJECT_ROOT": str(self.server_of.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REQUEST_METHOD": method,
+            "PATH_INFO": url.path,
+            "QUERY_STRING": url.query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": "127.0.0.1",
+            "PATH": "/usr/bin:/bin",
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+        }
         if pushing:
             env["REMOTE_USER"] = "x-access-token"
         done = subprocess.run([HTTP_BACKEND], input=body, env=env, capture_output=True, check=False)

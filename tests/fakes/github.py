@@ -47,11 +47,25 @@ class FakeGitHub:
         self.repos[full_name] = FakeRepo(owner, name, default_branch)
         return self.repos[full_name]
 
-    def add_issue(self, full_name: str, number: int, title: str, body: str = "", *, state: str = "open",
-                  labels: tuple[str, ...] = (), pull_request: bool = False) -> dict:
-        issue = {"number": number, "title": title, "body": body, "state": state,
-                 "labels": [{"name": name} for name in labels],
-                 "html_url": f"https://github.com/{full_name}/issues/{number}"}
+    def add_issue(
+        self,
+        full_name: str,
+        number: int,
+        title: str,
+        body: str = "",
+        *,
+        state: str = "open",
+        labels: tuple[str, ...] = (),
+        pull_request: bool = False,
+    ) -> dict:
+        issue = {
+            "number": number,
+            "title": title,
+            "body": body,
+            "state": state,
+            "labels": [{"name": name} for name in labels],
+            "html_url": f"https://github.com/{full_name}/issues/{number}",
+        }
         if pull_request:
             issue["pull_request"] = {"url": f"https://api.github.com/repos/{full_name}/pulls/{number}"}
         self.repos[full_name].issues[number] = issue
@@ -99,8 +113,12 @@ class FakeGitHub:
         return 404, _not_found()
 
     def _get_repo(self, repo: FakeRepo, **_):
-        return 200, {"full_name": f"{repo.owner}/{repo.name}", "default_branch": repo.default_branch,
-                     "html_url": f"https://github.com/{repo.owner}/{repo.name}", "private": False}
+        return 200, {
+            "full_name": f"{repo.owner}/{repo.name}",
+            "default_branch": repo.default_branch,
+            "html_url": f"https://github.com/{repo.owner}/{repo.name}",
+            "private": False,
+        }
 
     def _get_issue(self, repo: FakeRepo, number: str, **_):
         issue = repo.issues.get(int(number))
@@ -109,22 +127,39 @@ class FakeGitHub:
     def _create_comment(self, repo: FakeRepo, number: str, *, body, **_):
         if int(number) not in repo.issues:
             return 404, _not_found()
-        comment = {"id": len(repo.comments) + 1, "issue_number": int(number), "body": body["body"],
-                   "html_url": f"https://github.com/{repo.owner}/{repo.name}/issues/{number}#issuecomment-"
-                               f"{len(repo.comments) + 1}"}
+        comment = {
+            "id": len(repo.comments) + 1,
+            "issue_number": int(number),
+            "body": body["body"],
+            "html_url": f"https://github.com/{repo.owner}/{repo.name}/issues/{number}#issuecomment-"
+            f"{len(repo.comments) + 1}",
+        }
         repo.comments.append(comment)
         return 201, comment
 
     def _create_pull(self, repo: FakeRepo, *, body, **_):
         head = body["head"]
         if any(p["head"]["ref"] == head and p["state"] == "open" for p in repo.pulls):
-            return 422, {"message": "Validation Failed", "errors": [
-                {"resource": "PullRequest", "code": "custom",
-                 "message": f"A pull request already exists for {repo.owner}:{head}."}]}
+            return 422, {
+                "message": "Validation Failed",
+                "errors": [
+                    {
+                        "resource": "PullRequest",
+                        "code": "custom",
+                        "message": f"A pull request already exists for {repo.owner}:{head}.",
+                    }
+                ],
+            }
         number = 100 + len(repo.pulls) + 1
-        pull = {"number": number, "state": "open", "title": body["title"], "body": body.get("body"),
-                "head": {"ref": head, "label": f"{repo.owner}:{head}"}, "base": {"ref": body["base"]},
-                "html_url": f"https://github.com/{repo.owner}/{repo.name}/pull/{number}"}
+        pull = {
+            "number": number,
+            "state": "open",
+            "title": body["title"],
+            "body": body.get("body"),
+            "head": {"ref": head, "label": f"{repo.owner}:{head}"},
+            "base": {"ref": body["base"]},
+            "html_url": f"https://github.com/{repo.owner}/{repo.name}/pull/{number}",
+        }
         repo.pulls.append(pull)
         return 201, pull
 
@@ -155,8 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
-        authorized = self.headers.get("Authorization") in (f"token {self.github.token}",
-                                                           f"Bearer {self.github.token}")
+        authorized = self.headers.get("Authorization") in (f"token {self.github.token}", f"Bearer {self.github.token}")
         with self.github.lock:
             self.github.requests.append(Recorded(method, url.path, parse_qs(url.query), body, authorized))
             if not authorized:

@@ -13,14 +13,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from yudai_solver.base import statuses
-from yudai_solver.entry.api import create_app
 from yudai_solver.base.db import transaction
-from yudai_solver.entry.demo import create_repository
-from yudai_solver.dispatch.jobqueue import JobQueueDispatcher
 from yudai_solver.base.models import AIModel, Solve, SolveRun
-from yudai_solver.testing.scripted import ScriptedChatServer
 from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.jobqueue import JobQueueDispatcher
+from yudai_solver.entry.api import create_app
+from yudai_solver.entry.demo import create_repository
 from yudai_solver.solving.users import create_user
+from yudai_solver.testing.scripted import ScriptedChatServer
 
 
 @dataclass
@@ -38,12 +38,27 @@ class Cluster:
 
     def worker(self, concurrency: int = 1, graceful: float = 30) -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if not k.startswith("YUDAI_")}
-        env |= {"YUDAI_DATABASE_URL": self.url, "YUDAI_DATA_DIR": str(self.tmp / f"worker{len(self.workers)}"),
-                "YUDAI_COMMAND_TIMEOUT_S": "900"}
+        env |= {
+            "YUDAI_DATABASE_URL": self.url,
+            "YUDAI_DATA_DIR": str(self.tmp / f"worker{len(self.workers)}"),
+            "YUDAI_COMMAND_TIMEOUT_S": "900",
+        }
         log = open(self.tmp / f"worker{len(self.workers)}.log", "w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "yudai_solver", "worker", "--concurrency", str(concurrency),
-             "--graceful-timeout", str(graceful)], env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "yudai_solver",
+                "worker",
+                "--concurrency",
+                str(concurrency),
+                "--graceful-timeout",
+                str(graceful),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.workers.append(process)
         return process
 

@@ -9,13 +9,12 @@ import uuid
 import pytest
 from sqlalchemy import func, select, text
 
+from tests.helpers import free_port, pids_where, wait_for
 from yudai_solver.base.db import transaction
-from yudai_solver.dispatch.jobqueue import JobQueueDispatcher
 from yudai_solver.base.models import Solve, SolveRun
+from yudai_solver.dispatch.jobqueue import JobQueueDispatcher
 from yudai_solver.solving.reducer import finish_if_done
 from yudai_solver.testing.scripted import Step
-
-from tests.helpers import free_port, pids_where, wait_for
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -33,9 +32,15 @@ def once_then_fix(flag) -> str:
 
 def job_statuses(cluster, solve_id) -> list[str]:
     with cluster.factory() as session:
-        return list(session.scalars(text(
-            "SELECT j.status::text FROM procrastinate_jobs j JOIN solve_runs r ON r.job_id = j.id "
-            "WHERE r.solve_id = :s ORDER BY j.id"), {"s": solve_id}))
+        return list(
+            session.scalars(
+                text(
+                    "SELECT j.status::text FROM procrastinate_jobs j JOIN solve_runs r ON r.job_id = j.id "
+                    "WHERE r.solve_id = :s ORDER BY j.id"
+                ),
+                {"s": solve_id},
+            )
+        )
 
 
 def test_runs_spread_over_two_workers(cluster):
@@ -43,8 +48,9 @@ def test_runs_spread_over_two_workers(cluster):
     cluster.add_model("slowfix")
     cluster.worker()
     cluster.worker()
-    solve_id = cluster.start(matrix={"models": ["slowfix"], "temperatures": [0, 0.2, 0.4, 0.6]},
-                             test_command="test -f fix.txt")
+    solve_id = cluster.start(
+        matrix={"models": ["slowfix"], "temperatures": [0, 0.2, 0.4, 0.6]}, test_command="test -f fix.txt"
+    )
     solve = cluster.wait(solve_id)
     runs = cluster.runs(solve_id)
     assert solve.status == "completed", solve.error_message
@@ -58,8 +64,11 @@ def test_max_parallel_holds_across_workers(cluster):
     cluster.add_model("slowfix")
     cluster.worker(concurrency=2)
     cluster.worker(concurrency=2)
-    solve_id = cluster.start(matrix={"models": ["slowfix"], "temperatures": [0, 0.2, 0.4, 0.6]},
-                             limits={"max_parallel": 2}, test_command="test -f fix.txt")
+    solve_id = cluster.start(
+        matrix={"models": ["slowfix"], "temperatures": [0, 0.2, 0.4, 0.6]},
+        limits={"max_parallel": 2},
+        test_command="test -f fix.txt",
+    )
     peak = 0
     while True:
         statuses = [r.status for r in cluster.runs(solve_id)]
@@ -118,8 +127,10 @@ def test_cancel_kills_the_running_command_and_cancels_queued_jobs(cluster):
     wait_for(lambda: not sleeping_pids(marker), timeout=5, interval=0.02)
     assert time.monotonic() - started < 2.0
     assert cluster.wait(solve_id).status == "cancelled"
-    wait_for(lambda: sorted(job_statuses(cluster, solve_id)) in (["aborted", "cancelled"], ["cancelled", "succeeded"]),
-             timeout=10)
+    wait_for(
+        lambda: sorted(job_statuses(cluster, solve_id)) in (["aborted", "cancelled"], ["cancelled", "succeeded"]),
+        timeout=10,
+    )
 
 
 def test_time_budget_holds_across_workers(cluster):
@@ -129,8 +140,9 @@ def test_time_budget_holds_across_workers(cluster):
     cluster.worker()
     cluster.worker()
     started = time.monotonic()
-    solve_id = cluster.start(matrix={"models": ["sleeper"], "temperatures": [0, 1, 2]},
-                             limits={"time_budget_s": 3}, test_command="true")
+    solve_id = cluster.start(
+        matrix={"models": ["sleeper"], "temperatures": [0, 1, 2]}, limits={"time_budget_s": 3}, test_command="true"
+    )
     solve = cluster.wait(solve_id, timeout=60)
     assert solve.status == "failed" and "time budget exceeded" in solve.error_message
     assert time.monotonic() - started < 15
@@ -184,8 +196,9 @@ def _restart_postgresql() -> None:
     from pathlib import Path
 
     version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
-                   check=True, timeout=60)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"], check=True, timeout=60
+    )
 
 
 @pytest.mark.skipif(not os.path.isdir("/etc/postgresql") or os.geteuid() != 0, reason="needs the local cluster")
@@ -213,15 +226,27 @@ def test_serve_on_postgresql_executes_runs_in_process(cluster):
     cluster.add_model("quick")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("YUDAI_")}
-    env |= {"YUDAI_DATABASE_URL": cluster.url, "YUDAI_DATA_DIR": str(cluster.tmp / "serve"),
-            "YUDAI_LOCAL_REPO_ROOTS": str(cluster.repo.parent)}
-    server = subprocess.Popen([sys.executable, "-m", "yudai_solver", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env |= {
+        "YUDAI_DATABASE_URL": cluster.url,
+        "YUDAI_DATA_DIR": str(cluster.tmp / "serve"),
+        "YUDAI_LOCAL_REPO_ROOTS": str(cluster.repo.parent),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "yudai_solver", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _healthy(httpx, base), timeout=60, interval=0.2)
-        body = {"repo_url": str(cluster.repo), "issue_number": 1, "issue_title": "t",
-                "matrix": {"models": ["quick"]}, "test_command": "test -f fix.txt"}
+        body = {
+            "repo_url": str(cluster.repo),
+            "issue_number": 1,
+            "issue_title": "t",
+            "matrix": {"models": ["quick"]},
+            "test_command": "test -f fix.txt",
+        }
         started = httpx.post(f"{base}/sessions/{cluster.session_id}/solve/start", json=body, headers=cluster.headers)
         assert started.status_code == 201, started.text
         solve = cluster.wait(started.json()["solve_id"], timeout=60)

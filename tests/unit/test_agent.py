@@ -80,7 +80,11 @@ def test_deterministic_run_edits_a_file_and_submits(tmp_path):
     result = run_agent(new_agent(model, tmp_path, on_step=seen.append), "fix it")
     assert (result.exit_status, result.error) == ("Submitted", None)
     assert (tmp_path / "a.py").read_text() == "x = 'fixed'\n"
-    assert [step["action"] for step in result.steps] == ["sed -i s/bug/fixed/ a.py", "seq 1 3000", model.config.outputs[2]["extra"]["actions"][0]["command"]]  # noqa: E501
+    assert [step["action"] for step in result.steps] == [
+        "sed -i s/bug/fixed/ a.py",
+        "seq 1 3000",
+        model.config.outputs[2]["extra"]["actions"][0]["command"],
+    ]
     assert seen == result.steps and [step["step"] for step in seen] == [1, 2, 3]
     assert len(result.steps[1]["output"]) <= 2000 and result.steps[1]["output"].endswith("3000\n")
     assert result.steps[0]["returncode"] == 0 and result.steps[0]["timestamp"].endswith("+00:00")
@@ -227,7 +231,9 @@ def test_build_model_uses_experiment_temperature_and_config(monkeypatch):
 def test_build_model_leaves_keys_to_the_environment(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
     local = build_model(provider="openai", model_id="m", config={"api_base": "http://x/v1"}, temperature=0, timeout_s=5)
-    hosted = build_model(provider="anthropic", model_id="claude-x", config={"api_key": "db"}, temperature=0, timeout_s=5)
+    hosted = build_model(
+        provider="anthropic", model_id="claude-x", config={"api_key": "db"}, temperature=0, timeout_s=5
+    )
     assert "api_key" not in local.config.model_kwargs and "api_key" not in hosted.config.model_kwargs
     assert "api_base" not in hosted.config.model_kwargs
 

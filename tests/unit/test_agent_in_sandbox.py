@@ -6,8 +6,8 @@ import threading
 from yudai_solver.execution.agent import SolverAgent, run_agent
 from yudai_solver.execution.strategies import get_strategy
 from yudai_solver.execution.validation import diff_stats
-from yudai_solver.solving.matrix import EVOLUTIONS
 from yudai_solver.sandboxes import create_sandbox
+from yudai_solver.solving.matrix import EVOLUTIONS
 
 
 def toolcall(command: str, n: int) -> dict:
@@ -22,8 +22,9 @@ def repo(path):
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
     (path / "a.txt").write_text("one\n")
     subprocess.run(["git", "-C", str(path), "add", "."], check=True)
-    subprocess.run(["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "i"],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "i"], check=True
+    )
     return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
@@ -36,8 +37,9 @@ def test_deterministic_model_edits_in_a_real_sandbox_and_submits(tmp_path, monke
     commands = ["echo two >> a.txt", "env", "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"]
     model = DeterministicToolcallModel(outputs=[toolcall(c, i) for i, c in enumerate(commands)], cost_per_call=0)
     sandbox = create_sandbox("local", workspace=work, home=tmp_path / "home")
-    agent = SolverAgent(model, sandbox, cancel_event=threading.Event(), step_limit=10,
-                        **get_strategy("minimal-fix").agent_config())
+    agent = SolverAgent(
+        model, sandbox, cancel_event=threading.Event(), step_limit=10, **get_strategy("minimal-fix").agent_config()
+    )
     result = run_agent(agent, "append two")
     assert (result.exit_status, result.error) == ("Submitted", None)
     assert [s["action"] for s in result.steps] == commands

@@ -88,7 +88,11 @@ def test_fingerprint_is_a_sha256_hex_digest():
 
 def test_groups_count_the_runs_sharing_a_fingerprint():
     assert groups({"r1": "aaa", "r2": "bbb", "r3": "aaa", "r4": None, "r5": "aaa"}) == {
-        "r1": 3, "r2": 1, "r3": 3, "r4": 0, "r5": 3,
+        "r1": 3,
+        "r2": 1,
+        "r3": 3,
+        "r4": 0,
+        "r5": 3,
     }
     assert groups({}) == {}
     assert groups({"only": None}) == {"only": 0}

@@ -93,13 +93,15 @@ def test_stdin_of_any_size_goes_in_whole(tmp_path: Path):
     sha = git.text("hash-object", "--stdin", env=git.isolated_env(tmp_path), stdin=data).strip()
     assert sha == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
     assert git.text("hash-object", "--stdin", env=git.isolated_env(tmp_path), stdin=b"").strip() == (
-        "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")
+        "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    )
 
 
 def test_without_stdin_git_reads_nothing(tmp_path: Path):
     # With no stdin given git reads an empty one: it never waits on (or reads) the worker's stdin.
     assert git.text("hash-object", "--stdin", env=git.isolated_env(tmp_path), timeout=10).strip() == (
-        "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")
+        "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    )
 
 
 def test_head_keeps_only_the_first_bytes_and_stops_git(tmp_path: Path, repo: Path):
@@ -117,7 +119,7 @@ def hostile_home(tmp_path: Path) -> tuple[Path, Path]:
     """A HOME whose global configuration (both places git looks) runs a program: an alias and an fsmonitor hook."""
     home, marker = tmp_path / "home", tmp_path / "pwned"
     hook = tmp_path / "hook.sh"
-    hook.write_text(f"#!/bin/sh\necho \"$0\" >> {marker}\n")
+    hook.write_text(f'#!/bin/sh\necho "$0" >> {marker}\n')
     hook.chmod(0o755)
     hostile = f"[alias]\n\thello = !echo alias >> {marker}\n[core]\n\tfsmonitor = {hook}\n"
     (home / ".config" / "git").mkdir(parents=True)

@@ -34,11 +34,16 @@ def test_base_failures_must_all_be_fixed():
 
 
 def test_reproduction_score_beats_agreement_which_beats_size():
-    runs = [run("small", loc=1), run("agreed", loc=5, agreement=3),
-            run("proven", loc=50, reproduction_passed=4, reproduction_total=4)]
+    runs = [
+        run("small", loc=1),
+        run("agreed", loc=5, agreement=3),
+        run("proven", loc=50, reproduction_passed=4, reproduction_total=4),
+    ]
     ranking = rank(runs)
     assert [e.id for e in ranking.order] == ["proven", "agreed", "small"]
-    assert ranking.reason.startswith("passes 4 of 4 reproduction tests; 50 source lines in 1 files; chosen over run agreed")
+    assert ranking.reason.startswith(
+        "passes 4 of 4 reproduction tests; 50 source lines in 1 files; chosen over run agreed"
+    )
     assert "more reproduction tests passed" in ranking.reason
 
 
@@ -55,8 +60,7 @@ def test_ties_break_on_lines_files_tokens_latency_then_id():
 
 
 def test_the_judge_only_breaks_ties_the_tests_leave():
-    tied = [run("a", loc=5), run("b", loc=9), run("c", loc=1, reproduction_passed=0, reproduction_total=2,
-                                                    agreement=1)]
+    tied = [run("a", loc=5), run("b", loc=9), run("c", loc=1, reproduction_passed=0, reproduction_total=2, agreement=1)]
     proven = run("p", reproduction_passed=1, reproduction_total=2)
     assert {e.id for e in tied_at_top(tied)} == {"a", "b", "c"}
     assert [e.id for e in tied_at_top(tied + [proven])] == ["p"]
@@ -72,8 +76,11 @@ def test_failed_runs_never_win_even_with_passing_numbers():
 def test_ranking_json_names_the_criteria_in_order_and_every_run():
     data = rank([run("a", loc=9), run("b", loc=2), run("n", files=0, loc=0)]).as_json()
     assert data["criteria"] == [c.name for c in CRITERIA]
-    assert [(r["rank"], r["run_id"], r["qualified"]) for r in data["order"]] == [(1, "b", True), (2, "a", True),
-                                                                                (3, "n", False)]
+    assert [(r["rank"], r["run_id"], r["qualified"]) for r in data["order"]] == [
+        (1, "b", True),
+        (2, "a", True),
+        (3, "n", False),
+    ]
 
 
 def test_the_reason_names_the_best_run_with_a_different_change_not_a_twin():

@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from yudai_solver.base.settings import Settings
 from yudai_solver.entry.demo import create_repository
 from yudai_solver.execution.validation import diff_stats
 from yudai_solver.execution.workspace import WorkspaceCache
 from yudai_solver.sandboxes import BubblewrapSandbox, Sandbox, SandboxKilled, create_sandbox
 from yudai_solver.sandboxes.bubblewrap import BubblewrapUnavailable
-from yudai_solver.base.settings import Settings
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0,
-                                reason="needs bubblewrap and a root worker")
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None or os.geteuid() != 0, reason="needs bubblewrap and a root worker"
+)
 
 
 @pytest.fixture
@@ -40,8 +41,9 @@ def checkout(tmp_path: Path, settings: Settings) -> tuple[Path, str]:
 @pytest.fixture
 def box(checkout, settings: Settings):
     workspace, _ = checkout
-    sandbox = create_sandbox("bubblewrap", workspace=workspace, home=workspace.parent / "home", command_timeout=5,
-                             settings=settings)
+    sandbox = create_sandbox(
+        "bubblewrap", workspace=workspace, home=workspace.parent / "home", command_timeout=5, settings=settings
+    )
     yield sandbox
     sandbox.close()
 
@@ -66,8 +68,14 @@ def test_commands_run_as_an_unprivileged_uid_with_no_capability(box: BubblewrapS
     code, out = sh(box, "id -u; id -G; grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status")
     lines = out.split()
     assert code == 0 and lines[0] == lines[1] == str(box.config.uid) != "0"
-    assert dict(zip(lines[2::2], lines[3::2])) == {"CapInh:": "0" * 16, "CapPrm:": "0" * 16, "CapEff:": "0" * 16,
-                                                   "CapBnd:": "0" * 16, "CapAmb:": "0" * 16, "NoNewPrivs:": "1"}
+    assert dict(zip(lines[2::2], lines[3::2], strict=True)) == {
+        "CapInh:": "0" * 16,
+        "CapPrm:": "0" * 16,
+        "CapEff:": "0" * 16,
+        "CapBnd:": "0" * 16,
+        "CapAmb:": "0" * 16,
+        "NoNewPrivs:": "1",
+    }
     assert sh(box, "whoami; hostname")[1].split() == ["sandbox", "sandbox"]
 
 
@@ -85,8 +93,9 @@ def test_the_host_stays_hidden_root_home_data_dir_and_the_worker(box: Bubblewrap
     secret = settings.data_dir / "secret.txt"
     secret.write_text("worker-only")
     mirror = Path(box.config.read_only[0]).parent
-    code, out = sh(box, f"ls -A /root; cat {secret}; ls -A {settings.data_dir} {mirror}; "
-                        "ls /proc | grep -cE '^[0-9]+$'")
+    code, out = sh(
+        box, f"ls -A /root; cat {secret}; ls -A {settings.data_dir} {mirror}; ls /proc | grep -cE '^[0-9]+$'"
+    )
     assert "worker-only" not in out and "No such file" in out
     assert int(out.split()[-1]) <= 4  # bwrap's init, bash, ls, grep: the worker's processes are not there
     # Only the directories leading to what is bound show, empty but for it: no database, no mirror config.
@@ -119,7 +128,7 @@ def listening_port():
 
 
 def probe(port: int) -> str:
-    return f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2); print(\"open\")'"
+    return f'python3 -c \'import socket; socket.create_connection(("127.0.0.1", {port}), 2); print("open")\''
 
 
 def test_no_network_by_default_not_even_the_hosts_loopback(box: BubblewrapSandbox):
@@ -136,8 +145,13 @@ def test_the_network_setting_or_option_opens_it_for_agent_commands_too(how, chec
     workspace, _ = checkout
     if how == "setting":
         settings = settings.model_copy(update={"sandbox_network": True})
-    box = create_sandbox("bubblewrap", workspace=workspace, home=workspace.parent / "home", settings=settings,
-                         network=True if how != "setting" else None)
+    box = create_sandbox(
+        "bubblewrap",
+        workspace=workspace,
+        home=workspace.parent / "home",
+        settings=settings,
+        network=True if how != "setting" else None,
+    )
     try:
         with listening_port() as port:
             assert box.execute({"command": probe(port)})["output"] == "open\n"
@@ -174,8 +188,11 @@ def test_a_4_gb_allocation_fails(box: BubblewrapSandbox):
 
 def test_file_size_and_cpu_time_are_limited(checkout, settings: Settings):
     workspace, _ = checkout
-    box = BubblewrapSandbox(workspace=workspace, home=workspace.parent / "home",
-                            settings=settings.model_copy(update={"sandbox_file_size_mb": 1, "sandbox_cpu_s": 1}))
+    box = BubblewrapSandbox(
+        workspace=workspace,
+        home=workspace.parent / "home",
+        settings=settings.model_copy(update={"sandbox_file_size_mb": 1, "sandbox_cpu_s": 1}),
+    )
     try:
         code, out = sh(box, "head -c 2000000 /dev/zero > big; wc -c < big")
         assert out.split()[-1] == str(1024 * 1024)
@@ -236,8 +253,9 @@ print(box.run("env; cat /proc/*/environ; cat /proc/$PPID/environ /proc/1/environ
 box.close()
 """
     env = os.environ | {"OPENAI_API_KEY": "sk-canary-initial-env"}
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path), "bubblewrap"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), "bubblewrap"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert "PATH=" in done.stdout and "sk-canary-initial-env" not in done.stdout + done.stderr
 
 

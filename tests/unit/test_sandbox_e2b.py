@@ -19,16 +19,17 @@ from pathlib import Path
 import pytest
 from e2b import CommandExitException, RateLimitException, SandboxException, TimeoutException
 
+from yudai_solver.base.settings import Settings
 from yudai_solver.entry.demo import create_repository
 from yudai_solver.execution.validation import diff_stats
 from yudai_solver.execution.workspace import WorkspaceCache
 from yudai_solver.sandboxes import E2BSandbox, SandboxKilled, create_sandbox
 from yudai_solver.sandboxes import e2b as e2b_backend
 from yudai_solver.sandboxes.e2b import E2BError, Throttle, apply_patch, kill_orphans
-from yudai_solver.base.settings import Settings
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0,
-                                reason="the fake runs commands with bubblewrap as root")
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None or os.geteuid() != 0, reason="the fake runs commands with bubblewrap as root"
+)
 
 
 @dataclass
@@ -50,17 +51,51 @@ class FakeCommands:
     def __init__(self, box: "FakeBox"):
         self._box = box
 
-    def run(self, cmd, background=None, envs=None, user=None, cwd=None, on_stdout=None, on_stderr=None,
-            stdin=None, timeout=60, request_timeout=None, *, retain_output=True):
+    def run(
+        self,
+        cmd,
+        background=None,
+        envs=None,
+        user=None,
+        cwd=None,
+        on_stdout=None,
+        on_stderr=None,
+        stdin=None,
+        timeout=60,
+        request_timeout=None,
+        *,
+        retain_output=True,
+    ):
         box = self._box
         box.service.calls.append(("run", box.sandbox_id, cmd, dict(envs or {}), cwd))
         if not box.alive:
             raise SandboxException("sandbox is not running")
         env = [f"{name}={value}" for name, value in (envs or {}).items()]
-        argv = ["nsenter", "-t", str(box.init_pid), "-p", "-m", "-r", "-w", "env", "-i", "-C", cwd or "/home/user",
-                *env, "bash", "-c", cmd]
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, env={"PATH": "/usr/bin:/bin"})
+        argv = [
+            "nsenter",
+            "-t",
+            str(box.init_pid),
+            "-p",
+            "-m",
+            "-r",
+            "-w",
+            "env",
+            "-i",
+            "-C",
+            cwd or "/home/user",
+            *env,
+            "bash",
+            "-c",
+            cmd,
+        ]
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
         box.running.add(process)
         expired = threading.Event()
 
@@ -115,10 +150,31 @@ class FakeBox:
         """One PID namespace for the sandbox's life, as one VM: commands enter it (nsenter) and share it."""
         read, write = os.pipe()
         self._holder = subprocess.Popen(
-            ["bwrap", "--dev-bind", "/", "/", "--bind", str(self.root / "home"), "/home", "--bind",
-             str(self.root / "tmp"), "/tmp", "--proc", "/proc", "--unshare-pid", "--die-with-parent",
-             "--info-fd", str(write), "--", "sleep", "infinity"],
-            pass_fds=(write,), start_new_session=True, env={"PATH": "/usr/bin:/bin"})
+            [
+                "bwrap",
+                "--dev-bind",
+                "/",
+                "/",
+                "--bind",
+                str(self.root / "home"),
+                "/home",
+                "--bind",
+                str(self.root / "tmp"),
+                "/tmp",
+                "--proc",
+                "/proc",
+                "--unshare-pid",
+                "--die-with-parent",
+                "--info-fd",
+                str(write),
+                "--",
+                "sleep",
+                "infinity",
+            ],
+            pass_fds=(write,),
+            start_new_session=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
         os.close(write)
         with os.fdopen(read) as info:
             self.init_pid = json.loads(info.read().split("}")[0] + "}")["child-pid"]
@@ -155,8 +211,13 @@ class FakeE2B:
 
     def list(self, query=None) -> FakePages:
         wanted = (query.metadata if query else None) or {}
-        return FakePages([FakeInfo(b.sandbox_id, b.metadata) for b in self.boxes.values()
-                          if b.alive and all(b.metadata.get(k) == v for k, v in wanted.items())])
+        return FakePages(
+            [
+                FakeInfo(b.sandbox_id, b.metadata)
+                for b in self.boxes.values()
+                if b.alive and all(b.metadata.get(k) == v for k, v in wanted.items())
+            ]
+        )
 
     def kill(self, sandbox_id: str) -> bool:
         return self.boxes[sandbox_id].kill() if sandbox_id in self.boxes else False
@@ -189,8 +250,9 @@ def checkout(tmp_path: Path, settings: Settings) -> tuple[Path, str]:
 @pytest.fixture
 def box(fake, checkout, settings):
     workspace, _ = checkout
-    sandbox = create_sandbox("e2b", workspace=workspace, home=workspace.parent / "home", command_timeout=5,
-                             settings=settings)
+    sandbox = create_sandbox(
+        "e2b", workspace=workspace, home=workspace.parent / "home", command_timeout=5, settings=settings
+    )
     yield sandbox
     sandbox.close()
 
@@ -202,7 +264,7 @@ def sh(box, command: str, **kwargs) -> tuple[int, str]:
 
 def test_one_sandbox_from_the_template_with_a_lifetime_and_owner_metadata(box, fake, checkout):
     workspace, _ = checkout
-    (kind, created), = [call for call in fake.calls if call[0] == "create"]
+    ((kind, created),) = [call for call in fake.calls if call[0] == "create"]
     assert created["template"] == "base" and created["timeout"] == 3600 and created["allow_internet_access"] is False
     assert created["metadata"] == {"app": "yudai-solver", "owner": "worker-a", "workspace": str(workspace)}
     assert "envs" not in created and "api_key" not in created
@@ -211,8 +273,11 @@ def test_one_sandbox_from_the_template_with_a_lifetime_and_owner_metadata(box, f
 
 def test_the_repository_arrives_at_its_base_commit_without_remote_or_borrowed_objects(box, checkout):
     _, base = checkout
-    code, out = sh(box, "pwd; git rev-parse HEAD; git status --porcelain; git remote -v; "
-                        "ls .git/objects/info; git branch --show-current; git config user.name")
+    code, out = sh(
+        box,
+        "pwd; git rev-parse HEAD; git status --porcelain; git remote -v; "
+        "ls .git/objects/info; git branch --show-current; git config user.name",
+    )
     assert code == 0 and out.split() == ["/home/user/repo", base, "main", "yudai-solver"]
 
 
@@ -232,8 +297,10 @@ def test_output_is_capped_as_it_streams(box):
 
 def test_the_agents_changes_come_back_as_a_patch_applied_on_the_worker(box, checkout):
     workspace, base = checkout
-    script = ("sed -i 's/a - b/a + b/' calc.py && printf 'new\\n' > added.txt && git rm -q test_calc.py && "
-              "printf '\\x00\\x01binary' > blob.bin && git config diff.noprefix true && git config color.diff always")
+    script = (
+        "sed -i 's/a - b/a + b/' calc.py && printf 'new\\n' > added.txt && git rm -q test_calc.py && "
+        "printf '\\x00\\x01binary' > blob.bin && git config diff.noprefix true && git config color.diff always"
+    )
     assert sh(box, script)[0] == 0
     inside = sh(box, "git add -A && git diff --cached --numstat " + base)[1]
     box.sync_workspace(base)
@@ -255,8 +322,10 @@ def test_what_setup_leaves_untracked_stays_out_of_the_patch(box, checkout):
 def test_a_patch_cannot_reach_into_git_or_outside_the_checkout(checkout):
     workspace, _ = checkout
     for path in (".git/hooks/post-checkout", "../outside.txt"):
-        patch = (f"diff --git a/{path} b/{path}\nnew file mode 100755\n--- /dev/null\n+++ b/{path}\n"
-                 "@@ -0,0 +1 @@\n+touch /tmp/pwned\n")
+        patch = (
+            f"diff --git a/{path} b/{path}\nnew file mode 100755\n--- /dev/null\n+++ b/{path}\n"
+            "@@ -0,0 +1 @@\n+touch /tmp/pwned\n"
+        )
         with pytest.raises(E2BError, match="applying"):
             apply_patch(workspace, patch)
     assert not (workspace / ".git" / "hooks" / "post-checkout").exists()
@@ -328,8 +397,23 @@ def test_the_environment_is_the_allowlist_and_no_worker_secret_is_sent(box, fake
     code, out = sh(box, "env; cat /proc/*/environ 2>/dev/null; git config -l; ls -A ~")
     assert "canary" not in out and "canary" not in fake.sent()
     envs = [call[3] for call in fake.calls if call[0] == "run"]
-    assert all(set(env) == {"PATH", "HOME", "LANG", "LC_ALL", "TERM", "PAGER", "MANPAGER", "GIT_PAGER",
-                            "PIP_PROGRESS_BAR", "TQDM_DISABLE", "PYTHONDONTWRITEBYTECODE"} for env in envs)
+    assert all(
+        set(env)
+        == {
+            "PATH",
+            "HOME",
+            "LANG",
+            "LC_ALL",
+            "TERM",
+            "PAGER",
+            "MANPAGER",
+            "GIT_PAGER",
+            "PIP_PROGRESS_BAR",
+            "TQDM_DISABLE",
+            "PYTHONDONTWRITEBYTECODE",
+        }
+        for env in envs
+    )
     assert envs[0]["HOME"] == "/home/user"
 
 

@@ -13,8 +13,20 @@ from yudai_solver.base.errors import InvalidInput
 from yudai_solver.sandboxes import CommandResult, LocalSandbox, Sandbox, SandboxKilled, create_sandbox
 
 EXTRA_SECRET = "extra-value-7f3a"
-SANDBOX_VARS = {"PATH", "HOME", "LANG", "LC_ALL", "TERM", "PAGER", "MANPAGER", "GIT_PAGER", "PIP_PROGRESS_BAR",
-                "TQDM_DISABLE", "PYTHONDONTWRITEBYTECODE", "EXTRA_TOKEN"}
+SANDBOX_VARS = {
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TERM",
+    "PAGER",
+    "MANPAGER",
+    "GIT_PAGER",
+    "PIP_PROGRESS_BAR",
+    "TQDM_DISABLE",
+    "PYTHONDONTWRITEBYTECODE",
+    "EXTRA_TOKEN",
+}
 BASH_VARS = {"PWD", "SHLVL", "_"}
 
 
@@ -27,8 +39,9 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def sandbox(tmp_path: Path, workspace: Path):
-    box = LocalSandbox(workspace=workspace, home=tmp_path / "home", env_extra={"EXTRA_TOKEN": EXTRA_SECRET},
-                       command_timeout=10)
+    box = LocalSandbox(
+        workspace=workspace, home=tmp_path / "home", env_extra={"EXTRA_TOKEN": EXTRA_SECRET}, command_timeout=10
+    )
     yield box
     box.close()
 
@@ -199,8 +212,11 @@ def test_submit_line_raises_submitted_like_mini_swe_agent(sandbox: LocalSandbox,
         sandbox.execute({"command": "printf '\\nCOMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\\nthe summary\\n'"})
 
     assert caught.value.messages == (
-        {"role": "exit", "content": "the summary\n",
-         "extra": {"exit_status": "Submitted", "submission": "the summary\n"}},
+        {
+            "role": "exit",
+            "content": "the summary\n",
+            "extra": {"exit_status": "Submitted", "submission": "the summary\n"},
+        },
     )
 
 
@@ -235,8 +251,14 @@ def test_huge_output_is_capped_while_it_streams(sandbox: LocalSandbox):
 def test_run_reports_a_command_result(sandbox: LocalSandbox):
     result = sandbox.run("echo out; exit 4", timeout=5, network=True)
 
-    assert result == CommandResult(command="echo out; exit 4", returncode=4, output="out\n", timed_out=False,
-                                   duration_s=result.duration_s, truncated=False)
+    assert result == CommandResult(
+        command="echo out; exit 4",
+        returncode=4,
+        output="out\n",
+        timed_out=False,
+        duration_s=result.duration_s,
+        truncated=False,
+    )
     assert 0 <= result.duration_s < 5
 
 
@@ -257,4 +279,3 @@ def test_create_sandbox_by_name(tmp_path: Path, workspace: Path):
 def test_unknown_sandbox_name_lists_the_known_ones(tmp_path: Path, workspace: Path):
     with pytest.raises(InvalidInput, match="unknown sandbox 'docker'; known: bubblewrap, e2b, local"):
         create_sandbox("docker", workspace=workspace, home=tmp_path / "h")
-

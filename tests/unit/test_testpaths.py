@@ -24,8 +24,9 @@ BINARY_NEW = bytes(reversed(range(256))) * 4 + b"\0tail"
 
 def git(cwd: Path, *args: str, stdin: bytes | None = None) -> bytes:
     identity = ["-c", "user.name=x", "-c", "user.email=x@y"]
-    done = subprocess.run(["git", *identity, *args], cwd=cwd, env=GIT_ENV, input=stdin, capture_output=True,
-                          check=False)
+    done = subprocess.run(
+        ["git", *identity, *args], cwd=cwd, env=GIT_ENV, input=stdin, capture_output=True, check=False
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return done.stdout
 
@@ -104,11 +105,32 @@ def fresh_checkout(repo: Path, target: Path) -> Path:
 
 
 def test_default_globs_recognise_common_test_layouts():
-    tests = ["tests/a.py", "src/tests/deep/a.py", "pkg/test/Foo.java", "test_x.py", "pkg/test_x.py", "x_test.py",
-             "cmd/x_test.go", "web/__tests__/a.js", "a.spec.ts", "ui/b.test.jsx", "spec/models/user_spec.rb",
-             "conftest.py", "src/conftest.py"]
-    sources = ["src/main.py", "latest/x.py", "contest.py", "testing/x.py", "tests", "src/test.py", "x_test.rs",
-               "pytest.ini", "src/spec.md"]
+    tests = [
+        "tests/a.py",
+        "src/tests/deep/a.py",
+        "pkg/test/Foo.java",
+        "test_x.py",
+        "pkg/test_x.py",
+        "x_test.py",
+        "cmd/x_test.go",
+        "web/__tests__/a.js",
+        "a.spec.ts",
+        "ui/b.test.jsx",
+        "spec/models/user_spec.rb",
+        "conftest.py",
+        "src/conftest.py",
+    ]
+    sources = [
+        "src/main.py",
+        "latest/x.py",
+        "contest.py",
+        "testing/x.py",
+        "tests",
+        "src/test.py",
+        "x_test.rs",
+        "pytest.ini",
+        "src/spec.md",
+    ]
     assert [path for path in tests if not is_test_path(path)] == []
     assert [path for path in sources if is_test_path(path)] == []
 
@@ -130,19 +152,22 @@ def test_user_globs_follow_gitignore_rules():
     assert is_test_path("tests/a.py", None)
 
 
-@pytest.mark.parametrize("globs, message", [
-    (["x"] * 51, "at most 50"),
-    (["tests/", ""], "is empty"),
-    (["   "], "is empty"),
-    (["a" * 201], "longer than 200"),
-    (["/tests/"], "absolute"),
-    (["tests/../src"], "'..'"),
-    ([".."], "'..'"),
-    (["tests\0"], "NUL"),
-    (["tests\n*.py"], "line break"),
-    (["!tests/"], "negation"),
-    ("tests/", "not a string"),
-])
+@pytest.mark.parametrize(
+    "globs, message",
+    [
+        (["x"] * 51, "at most 50"),
+        (["tests/", ""], "is empty"),
+        (["   "], "is empty"),
+        (["a" * 201], "longer than 200"),
+        (["/tests/"], "absolute"),
+        (["tests/../src"], "'..'"),
+        ([".."], "'..'"),
+        (["tests\0"], "NUL"),
+        (["tests\n*.py"], "line break"),
+        (["!tests/"], "negation"),
+        ("tests/", "not a string"),
+    ],
+)
 def test_invalid_globs_are_rejected_on_the_test_paths_field(globs, message):
     with pytest.raises(InvalidInput) as raised:
         validate_globs(globs)
@@ -185,18 +210,46 @@ def test_split_patch_separates_source_changes_from_new_tests(change):
     _root, patch = change
     split = split_patch(patch)
     assert isinstance(split, ChangeSplit)
-    assert sorted(split.source_files) == sorted([
-        "assets/logo.bin", "docs/my notes.txt", "scripts/run.sh", "src/app.py", "src/fixtures.py", "src/helpers.py",
-        "src/legacy.py", "src/new_name.py", "src/old_name.py", "src/ünïcode.py", "lib/naïve old.py",
-        "lib/naïve new.py",
-    ])
-    assert sorted(split.tests_added) == ["tests/data/fixture.bin", "tests/fixtures.py", "tests/test ñ space.py",
-                                         "tests/test_new.py"]
-    assert sorted(split.tests_modified) == ["tests/helpers_moved.py", "tests/test_a.py", "tests/test_doomed.py",
-                                            "tests/test_existing.py"]
+    assert sorted(split.source_files) == sorted(
+        [
+            "assets/logo.bin",
+            "docs/my notes.txt",
+            "scripts/run.sh",
+            "src/app.py",
+            "src/fixtures.py",
+            "src/helpers.py",
+            "src/legacy.py",
+            "src/new_name.py",
+            "src/old_name.py",
+            "src/ünïcode.py",
+            "lib/naïve old.py",
+            "lib/naïve new.py",
+        ]
+    )
+    assert sorted(split.tests_added) == [
+        "tests/data/fixture.bin",
+        "tests/fixtures.py",
+        "tests/test ñ space.py",
+        "tests/test_new.py",
+    ]
+    assert sorted(split.tests_modified) == [
+        "tests/helpers_moved.py",
+        "tests/test_a.py",
+        "tests/test_doomed.py",
+        "tests/test_existing.py",
+    ]
     source_new = {s.new_path for s in sections(split.source_patch)}
-    assert source_new == {"assets/logo.bin", "docs/my notes.txt", "scripts/run.sh", "src/app.py", "src/helpers.py",
-                          None, "src/new_name.py", "src/ünïcode.py", "lib/naïve new.py"}
+    assert source_new == {
+        "assets/logo.bin",
+        "docs/my notes.txt",
+        "scripts/run.sh",
+        "src/app.py",
+        "src/helpers.py",
+        None,
+        "src/new_name.py",
+        "src/ünïcode.py",
+        "lib/naïve new.py",
+    }
     assert {s.new_path for s in sections(split.test_patch)} == set(split.tests_added)
 
 
@@ -226,10 +279,15 @@ def test_the_test_half_alone_adds_only_tests(change, tmp_path: Path):
     base = fresh_checkout(root, tmp_path / "fresh")
     git(base, "apply", stdin=split_patch(patch).test_patch.encode())
     changed = git(base, "status", "--porcelain", "-uall", "-z").decode().split("\0")
-    assert sorted(entry for entry in changed if entry) == sorted([
-        "?? tests/data/fixture.bin", "?? tests/test ñ space.py", "?? tests/test_new.py", "?? tests/fixtures.py",
-        " D src/fixtures.py",
-    ])
+    assert sorted(entry for entry in changed if entry) == sorted(
+        [
+            "?? tests/data/fixture.bin",
+            "?? tests/test ñ space.py",
+            "?? tests/test_new.py",
+            "?? tests/fixtures.py",
+            " D src/fixtures.py",
+        ]
+    )
 
 
 def test_custom_globs_change_the_split(change):

@@ -14,6 +14,7 @@ from textwrap import dedent
 
 import pytest
 
+from yudai_solver.sandboxes.local import OutputCapture
 from yudai_solver.solving.testreport import (
     MAX_IDS,
     Comparison,
@@ -24,7 +25,6 @@ from yudai_solver.solving.testreport import (
     targeted_command,
     test_file_of,
 )
-from yudai_solver.sandboxes.local import OutputCapture
 
 PYTHON = sys.executable
 PYTEST = [PYTHON, "-m", "pytest", "-p", "no:cacheprovider"]
@@ -99,8 +99,17 @@ def write(root: Path, files: dict[str, str]) -> Path:
 def run(cwd: Path, command: list[str] | str) -> tuple[str, int]:
     """Run like the sandbox does: stdout and stderr interleaved, no pytest settings inherited from this run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PY_COLORS", "FORCE_COLOR"))}
-    done = subprocess.run(command, check=False, cwd=cwd, env=env, shell=isinstance(command, str),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    done = subprocess.run(
+        command,
+        check=False,
+        cwd=cwd,
+        env=env,
+        shell=isinstance(command, str),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
     return done.stdout, done.returncode
 
 
@@ -120,29 +129,32 @@ def capped(cwd: Path, command: list[str], limit: int) -> tuple[str, int, bool]:
 # runner_of
 
 
-@pytest.mark.parametrize(("command", "runner"), [
-    ("python3 -m pytest -q", "pytest"),
-    (".venv/bin/python -m pytest", "pytest"),
-    ("/usr/bin/python3.11 -u -m pytest tests/", "pytest"),
-    ("pytest tests/", "pytest"),
-    ("py.test", "pytest"),
-    ("PYTHONPATH=src pytest -x", "pytest"),
-    ("pytest -q 2>&1 | tail -50", "pytest"),
-    ("python3 -m unittest discover", "unittest"),
-    ("python -m unittest tests.test_x", "unittest"),
-    ("go test ./...", "go"),
-    ("cargo test", "cargo"),
-    ("npm test", None),
-    ("go build ./...", None),
-    ("cargo nextest run", None),
-    ("python -m pip install -e .", None),
-    ("python -X dev -m pytest", None),
-    ("cd sub && pytest", None),
-    ("make test", None),
-    ("pytest 'unbalanced", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("command", "runner"),
+    [
+        ("python3 -m pytest -q", "pytest"),
+        (".venv/bin/python -m pytest", "pytest"),
+        ("/usr/bin/python3.11 -u -m pytest tests/", "pytest"),
+        ("pytest tests/", "pytest"),
+        ("py.test", "pytest"),
+        ("PYTHONPATH=src pytest -x", "pytest"),
+        ("pytest -q 2>&1 | tail -50", "pytest"),
+        ("python3 -m unittest discover", "unittest"),
+        ("python -m unittest tests.test_x", "unittest"),
+        ("go test ./...", "go"),
+        ("cargo test", "cargo"),
+        ("npm test", None),
+        ("go build ./...", None),
+        ("cargo nextest run", None),
+        ("python -m pip install -e .", None),
+        ("python -X dev -m pytest", None),
+        ("cd sub && pytest", None),
+        ("make test", None),
+        ("pytest 'unbalanced", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_runner_of_recognises_only_the_first_simple_command_it_is_sure_of(command, runner):
     assert runner_of(command) == runner
 
@@ -154,8 +166,7 @@ def test_runner_of_recognises_only_the_first_simple_command_it_is_sure_of(comman
 def test_pytest_failures_and_errors_are_named_with_and_without_q(tmp_path, quiet):
     write(tmp_path, {"tests/test_mixed.py": MIXED_PYTEST})
     report = report_of(tmp_path, [*PYTEST, *quiet], "pytest")
-    assert report == TestReport("pytest", frozenset(MIXED_PYTEST_FAILED), passed_count=2, failed_count=5,
-                                complete=True)
+    assert report == TestReport("pytest", frozenset(MIXED_PYTEST_FAILED), passed_count=2, failed_count=5, complete=True)
 
 
 def test_a_passing_pytest_run_is_complete_with_no_failures(tmp_path):
@@ -167,8 +178,9 @@ def test_a_passing_pytest_run_is_complete_with_no_failures(tmp_path):
 def test_a_pytest_collection_error_names_the_file_but_is_incomplete_as_nothing_else_ran(tmp_path):
     write(tmp_path, {"tests/test_mixed.py": MIXED_PYTEST, "tests/test_broken.py": "import no_such_module\n"})
     report = report_of(tmp_path, PYTEST, "pytest")
-    assert report == TestReport("pytest", frozenset({"tests/test_broken.py"}), passed_count=0, failed_count=1,
-                                complete=False)
+    assert report == TestReport(
+        "pytest", frozenset({"tests/test_broken.py"}), passed_count=0, failed_count=1, complete=False
+    )
 
 
 @pytest.mark.parametrize("flag", ["-x", "--maxfail=1"])
@@ -196,8 +208,10 @@ def test_a_pytest_output_cut_before_its_short_summary_is_complete(tmp_path):
     output, returncode, truncated = capped(tmp_path, PYTEST, 8 * 1024)
     report = parse(output, runner="pytest", returncode=returncode, truncated=truncated)
     assert truncated is True
-    assert (report.failed, report.complete) == (frozenset(MIXED_PYTEST_FAILED | {"tests/test_mixed.py::test_noisy"}),
-                                                True)
+    assert (report.failed, report.complete) == (
+        frozenset(MIXED_PYTEST_FAILED | {"tests/test_mixed.py::test_noisy"}),
+        True,
+    )
 
 
 def test_a_pytest_output_cut_inside_its_short_summary_is_incomplete(tmp_path):
@@ -223,7 +237,8 @@ def test_an_exit_status_that_disagrees_with_the_output_makes_it_incomplete(tmp_p
 
 def test_an_unknown_runner_gives_an_incomplete_empty_report():
     assert parse("3 passed in 0.1s", runner=None, returncode=0, truncated=False) == TestReport(
-        None, frozenset(), None, None, complete=False)
+        None, frozenset(), None, None, complete=False
+    )
 
 
 # unittest, really run
@@ -233,8 +248,9 @@ def test_unittest_failures_errors_subtests_fixtures_and_import_errors_are_named(
     write(tmp_path, {"pkg/__init__.py": "", "pkg/test_mixed.py": MIXED_UNITTEST, "test_broken.py": "import nope\n"})
     report = report_of(tmp_path, [PYTHON, "-m", "unittest", "discover"], "unittest")
     # failures=3 (two subtests) + errors=3: each failing subtest counts, yet folds into one id.
-    assert report == TestReport("unittest", frozenset(MIXED_UNITTEST_FAILED), passed_count=1, failed_count=6,
-                                complete=True)
+    assert report == TestReport(
+        "unittest", frozenset(MIXED_UNITTEST_FAILED), passed_count=1, failed_count=6, complete=True
+    )
 
 
 def test_a_passing_unittest_run_is_complete_with_no_failures(tmp_path):
@@ -244,8 +260,10 @@ def test_a_passing_unittest_run_is_complete_with_no_failures(tmp_path):
 
 
 def test_a_unittest_output_cut_before_its_failure_list_is_complete(tmp_path):
-    chatty = MIXED_UNITTEST + "\nclass Chatty(unittest.TestCase):\n    def test_talks(self):\n" \
+    chatty = (
+        MIXED_UNITTEST + "\nclass Chatty(unittest.TestCase):\n    def test_talks(self):\n"
         "        import sys; sys.stderr.write('y' * 100_000)\n"
+    )
     write(tmp_path, {"pkg/__init__.py": "", "pkg/test_mixed.py": chatty})
     output, returncode, truncated = capped(tmp_path, [PYTHON, "-m", "unittest", "discover"], 8 * 1024)
     report = parse(output, runner="unittest", returncode=returncode, truncated=truncated)
@@ -255,8 +273,20 @@ def test_a_unittest_output_cut_before_its_failure_list_is_complete(tmp_path):
 
 def test_a_unittest_header_of_python_3_10_and_older_gives_the_same_id():
     # Hand-written: only Python 3.11 is installed here; older versions leave the method out of the parentheses.
-    output = "\n".join(["F", "=" * 70, "FAIL: test_fail (pkg.test_m.T)", "-" * 70, "AssertionError", "",
-                        "-" * 70, "Ran 1 test in 0.001s", "", "FAILED (failures=1)"])
+    output = "\n".join(
+        [
+            "F",
+            "=" * 70,
+            "FAIL: test_fail (pkg.test_m.T)",
+            "-" * 70,
+            "AssertionError",
+            "",
+            "-" * 70,
+            "Ran 1 test in 0.001s",
+            "",
+            "FAILED (failures=1)",
+        ]
+    )
     report = parse(output, runner="unittest", returncode=1, truncated=False)
     assert (report.failed, report.complete) == (frozenset({"pkg.test_m.T.test_fail"}), True)
 
@@ -365,8 +395,9 @@ error: 3 targets failed:
 
 def test_go_failing_tests_and_subtests_are_named():
     report = parse(GO_FAILING, runner="go", returncode=1, truncated=False)
-    assert report == TestReport("go", frozenset({"TestAdd", "TestTable", "TestTable/negative"}), None, None,
-                                complete=True)
+    assert report == TestReport(
+        "go", frozenset({"TestAdd", "TestTable", "TestTable/negative"}), None, None, complete=True
+    )
 
 
 @pytest.mark.parametrize("output", [GO_BUILD_FAILED, GO_PANIC], ids=["build-failed", "panic"])
@@ -377,7 +408,8 @@ def test_a_go_package_that_failed_beyond_its_named_tests_is_incomplete(output):
 def test_a_passing_go_run_is_complete():
     output = "ok  \texample.com/calc\t0.003s\n?   \texample.com/calc/cmd\t[no test files]\n"
     assert parse(output, runner="go", returncode=0, truncated=False) == TestReport(
-        "go", frozenset(), None, None, complete=True)
+        "go", frozenset(), None, None, complete=True
+    )
 
 
 def test_truncated_go_output_is_incomplete_as_failures_print_as_they_happen():
@@ -411,8 +443,9 @@ def test_failure_ids_are_capped_and_the_capped_report_is_incomplete():
 
 
 def test_an_absurdly_long_line_is_ignored():
-    output = "\n".join(["=== short test summary info ===", f"FAILED t.py::test_{'x' * 3000}",
-                        "=== 1 failed in 0.10s ==="])
+    output = "\n".join(
+        ["=== short test summary info ===", f"FAILED t.py::test_{'x' * 3000}", "=== 1 failed in 0.10s ==="]
+    )
     report = parse(output, runner="pytest", returncode=1, truncated=False)
     assert (report.failed, report.complete) == (frozenset(), False)
 
@@ -421,17 +454,23 @@ def test_an_absurdly_long_line_is_ignored():
 
 
 def test_compare_tells_fixed_still_failing_and_both_kinds_of_regression(tmp_path):
-    write(tmp_path, {
-        "tests/test_core.py": "def test_fixed(): assert False\ndef test_still(): assert False\n"
-                              "def test_broken_now(): pass\ndef test_fine(): pass\n",
-        "tests/test_new.py": "def test_old(): pass\n",
-    })
+    write(
+        tmp_path,
+        {
+            "tests/test_core.py": "def test_fixed(): assert False\ndef test_still(): assert False\n"
+            "def test_broken_now(): pass\ndef test_fine(): pass\n",
+            "tests/test_new.py": "def test_old(): pass\n",
+        },
+    )
     base = report_of(tmp_path, PYTEST, "pytest")
-    write(tmp_path, {
-        "tests/test_core.py": "def test_fixed(): pass\ndef test_still(): assert False\n"
-                              "def test_broken_now(): assert False\ndef test_fine(): pass\n",
-        "tests/test_new.py": "def test_old(): pass\ndef test_added(): assert False\n",
-    })
+    write(
+        tmp_path,
+        {
+            "tests/test_core.py": "def test_fixed(): pass\ndef test_still(): assert False\n"
+            "def test_broken_now(): assert False\ndef test_fine(): pass\n",
+            "tests/test_new.py": "def test_old(): pass\ndef test_added(): assert False\n",
+        },
+    )
     now = report_of(tmp_path, PYTEST, "pytest")
     comparison = compare(base, now, changed_test_files=frozenset({"tests/test_new.py"}))
     assert comparison == Comparison(
@@ -454,26 +493,34 @@ def test_compare_refuses_reports_of_different_runners():
 
 
 def test_comparison_json_caps_each_list_and_counts_it_whole():
-    comparison = Comparison(fixed=("a", "b", "c"), still_failing=(), regressions=("d",),
-                            regressions_in_changed_tests=())
+    comparison = Comparison(
+        fixed=("a", "b", "c"), still_failing=(), regressions=("d",), regressions_in_changed_tests=()
+    )
     assert comparison.as_json(cap=2) == {
-        "fixed": ["a", "b"], "fixed_count": 3,
-        "still_failing": [], "still_failing_count": 0,
-        "regressions": ["d"], "regressions_count": 1,
-        "regressions_in_changed_tests": [], "regressions_in_changed_tests_count": 0,
+        "fixed": ["a", "b"],
+        "fixed_count": 3,
+        "still_failing": [],
+        "still_failing_count": 0,
+        "regressions": ["d"],
+        "regressions_count": 1,
+        "regressions_in_changed_tests": [],
+        "regressions_in_changed_tests_count": 0,
     }
 
 
-@pytest.mark.parametrize(("test_id", "runner", "file"), [
-    ("tests/test_x.py::TestK::test_m[a::b]", "pytest", "tests/test_x.py"),
-    ("tests/test_x.py", "pytest", "tests/test_x.py"),
-    ("pkg.test_m.T.test_fail", "unittest", "pkg/test_m.py"),
-    ("pkg.test_m.T.setUpClass", "unittest", "pkg/test_m.py"),
-    ("pkg.test_m.setUpModule", "unittest", "pkg/test_m.py"),
-    ("unittest.loader._FailedTest.pkg.test_broken", "unittest", "pkg/test_broken.py"),
-    ("TestAdd", "go", None),
-    ("tests::bad", "cargo", None),
-])
+@pytest.mark.parametrize(
+    ("test_id", "runner", "file"),
+    [
+        ("tests/test_x.py::TestK::test_m[a::b]", "pytest", "tests/test_x.py"),
+        ("tests/test_x.py", "pytest", "tests/test_x.py"),
+        ("pkg.test_m.T.test_fail", "unittest", "pkg/test_m.py"),
+        ("pkg.test_m.T.setUpClass", "unittest", "pkg/test_m.py"),
+        ("pkg.test_m.setUpModule", "unittest", "pkg/test_m.py"),
+        ("unittest.loader._FailedTest.pkg.test_broken", "unittest", "pkg/test_broken.py"),
+        ("TestAdd", "go", None),
+        ("tests::bad", "cargo", None),
+    ],
+)
 def test_test_file_of_maps_an_id_to_its_file_where_the_runner_allows(test_id, runner, file):
     assert test_file_of(test_id, runner) == file
 
@@ -483,27 +530,32 @@ def test_a_unittest_regression_in_a_changed_file_is_told_apart_by_its_module():
     now = TestReport("unittest", frozenset({"pkg.test_m.T.test_new", "pkg.test_o.T.test_old"}), 0, 2, True)
     comparison = compare(base, now, changed_test_files=frozenset({"pkg/test_m.py"}))
     assert (comparison.regressions, comparison.regressions_in_changed_tests) == (
-        ("pkg.test_o.T.test_old",), ("pkg.test_m.T.test_new",))
+        ("pkg.test_o.T.test_old",),
+        ("pkg.test_m.T.test_new",),
+    )
 
 
 # targeted_command
 
 
-@pytest.mark.parametrize(("command", "path", "targeted"), [
-    ("python3 -m pytest -q", "tests/test_a.py", "python3 -m pytest -q tests/test_a.py"),
-    (".venv/bin/python -m pytest tests/ -x", "tests/test b.py", ".venv/bin/python -m pytest -x 'tests/test b.py'"),
-    ("pytest -p no:cacheprovider -k 'not slow' tests", "t.py", "pytest -p no:cacheprovider -k 'not slow' t.py"),
-    ("pytest --tb=short -rA tests -- more", "t.py", "pytest --tb=short -rA t.py"),
-    ("PYTHONPATH='src lib' pytest", "t.py", "PYTHONPATH='src lib' pytest t.py"),
-    ("python -m unittest discover -s tests -t .", "tests/test_x.py", "python -m unittest tests/test_x.py"),
-    ("python -m unittest discover", "tests/data", None),
-    ("pytest --unknown-option value", "t.py", None),
-    ("pytest -q && echo done", "t.py", None),
-    ("pytest $PYTEST_ARGS", "t.py", None),
-    ("go test ./...", "calc/add_test.go", None),
-    ("cargo test", "tests/it.rs", None),
-    ("npm test", "test/a.test.js", None),
-])
+@pytest.mark.parametrize(
+    ("command", "path", "targeted"),
+    [
+        ("python3 -m pytest -q", "tests/test_a.py", "python3 -m pytest -q tests/test_a.py"),
+        (".venv/bin/python -m pytest tests/ -x", "tests/test b.py", ".venv/bin/python -m pytest -x 'tests/test b.py'"),
+        ("pytest -p no:cacheprovider -k 'not slow' tests", "t.py", "pytest -p no:cacheprovider -k 'not slow' t.py"),
+        ("pytest --tb=short -rA tests -- more", "t.py", "pytest --tb=short -rA t.py"),
+        ("PYTHONPATH='src lib' pytest", "t.py", "PYTHONPATH='src lib' pytest t.py"),
+        ("python -m unittest discover -s tests -t .", "tests/test_x.py", "python -m unittest tests/test_x.py"),
+        ("python -m unittest discover", "tests/data", None),
+        ("pytest --unknown-option value", "t.py", None),
+        ("pytest -q && echo done", "t.py", None),
+        ("pytest $PYTEST_ARGS", "t.py", None),
+        ("go test ./...", "calc/add_test.go", None),
+        ("cargo test", "tests/it.rs", None),
+        ("npm test", "test/a.test.js", None),
+    ],
+)
 def test_targeted_command_keeps_the_runner_and_its_options_and_swaps_the_paths(command, path, targeted):
     assert targeted_command(command, path) == targeted
 
@@ -513,11 +565,18 @@ def test_targeted_command_refuses_paths_that_leave_the_repository_or_read_as_opt
     assert targeted_command("python3 -m pytest -q", path) is None
 
 
-@pytest.mark.parametrize(("base", "runner", "path", "only"), [
-    (f"{shlex.quote(PYTHON)} -m pytest -q -p no:cacheprovider tests", "pytest", "tests/test_one.py",
-     "tests/test_one.py::T::test_one"),
-    (f"{shlex.quote(PYTHON)} -m unittest discover", "unittest", "tests/test_one.py", "tests.test_one.T.test_one"),
-])
+@pytest.mark.parametrize(
+    ("base", "runner", "path", "only"),
+    [
+        (
+            f"{shlex.quote(PYTHON)} -m pytest -q -p no:cacheprovider tests",
+            "pytest",
+            "tests/test_one.py",
+            "tests/test_one.py::T::test_one",
+        ),
+        (f"{shlex.quote(PYTHON)} -m unittest discover", "unittest", "tests/test_one.py", "tests.test_one.T.test_one"),
+    ],
+)
 def test_a_targeted_command_really_runs_only_its_file(tmp_path, base, runner, path, only):
     failing = "import unittest\nclass T(unittest.TestCase):\n    def test_{0}(self): self.fail()\n"
     write(tmp_path, {"tests/test_one.py": failing.format("one"), "tests/test_two.py": failing.format("two")})

@@ -14,8 +14,7 @@ GIT_ENV = {"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_G
 
 def git(cwd: Path, *args: str) -> str:
     identity = ["-c", "user.name=Tester", "-c", "user.email=tester@example.com"]
-    done = subprocess.run(["git", *identity, *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(["git", *identity, *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=True)
     return done.stdout.strip()
 
 

@@ -38,10 +38,29 @@ def test_commands_cannot_read_the_worker_environment(mode):
 
 
 def _check(tmp_path, mode):
-    env = {"PATH": os.environ["PATH"], "OPENAI_API_KEY": CANARY, "HOME": str(tmp_path),
-           "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-                           WORKER, mode, str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": os.environ["PATH"],
+        "OPENAI_API_KEY": CANARY,
+        "HOME": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            WORKER,
+            mode,
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     if mode == "guarded":
         assert CANARY not in done.stdout and "Permission denied" in done.stdout

@@ -18,14 +18,18 @@ from yudai_solver.execution.workspace import (
 )
 
 # Tests run git as a user with no global configuration, like the sandbox does.
-GIT_ENV = {"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-           "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+GIT_ENV = {
+    "PATH": os.environ["PATH"],
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_OPTIONAL_LOCKS": "0",
+    "LC_ALL": "C",
+}
 
 
 def git(cwd: Path, *args: str) -> str:
     identity = ["-c", "user.name=Tester", "-c", "user.email=tester@example.com"]
-    done = subprocess.run(["git", *identity, *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(["git", *identity, *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=True)
     return done.stdout.strip()
 
 
@@ -52,8 +56,11 @@ def cache(tmp_path: Path) -> WorkspaceCache:
 
 def snapshot(repo: Path) -> dict:
     """Everything of a repository a checkout could disturb, down to the bytes of its .git directory."""
-    files = {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted((repo / ".git").rglob("*")) if p.is_file()}
+    files = {
+        str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((repo / ".git").rglob("*"))
+        if p.is_file()
+    }
     return {
         "head": git(repo, "symbolic-ref", "HEAD"),
         "refs": git(repo, "show-ref"),
@@ -149,7 +156,7 @@ def test_concurrent_checkouts_share_one_mirror(cache: WorkspaceCache, source: Pa
     def check_out(n: int) -> None:
         try:
             shas.append(cache.checkout(str(source), "main", tmp_path / f"work{n}"))
-        except Exception as exc:  # collected: an exception in a thread would otherwise pass silently
+        except Exception as exc:  # noqa: BLE001 - collected: an exception in a thread would otherwise pass silently
             errors.append(exc)
 
     threads = [threading.Thread(target=check_out, args=(n,)) for n in range(4)]

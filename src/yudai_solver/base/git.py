@@ -72,8 +72,14 @@ def isolated_env(home: Path | str) -> dict[str, str]:
     }
 
 
-def run(*args: str, env: Mapping[str, str], cwd: Path | str | None = None, stdin: bytes | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S, cancel: threading.Event | None = None) -> bytes:
+def run(
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path | str | None = None,
+    stdin: bytes | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    cancel: threading.Event | None = None,
+) -> bytes:
     """stdout of `git ARGS`, run with exactly `env` (nothing of the worker's is added).
 
     GitError with git's own message (the end of its stderr) when it exits non-zero; GitError too when it runs past
@@ -85,14 +91,25 @@ def run(*args: str, env: Mapping[str, str], cwd: Path | str | None = None, stdin
     return stdout
 
 
-def text(*args: str, env: Mapping[str, str], cwd: Path | str | None = None, stdin: bytes | None = None,
-         timeout: float = DEFAULT_TIMEOUT_S, cancel: threading.Event | None = None) -> str:
+def text(
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path | str | None = None,
+    stdin: bytes | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    cancel: threading.Event | None = None,
+) -> str:
     """`run`, decoded (undecodable bytes replaced)."""
     return run(*args, env=env, cwd=cwd, stdin=stdin, timeout=timeout, cancel=cancel).decode(errors="replace")
 
 
-def probe(*args: str, env: Mapping[str, str], cwd: Path | str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
-          cancel: threading.Event | None = None) -> str | None:
+def probe(
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path | str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    cancel: threading.Event | None = None,
+) -> str | None:
     """stdout (stripped) of a git command that may legitimately fail, such as a lookup; None when git exits non-zero.
 
     A timeout or a cancel is no answer: it still raises GitError.
@@ -101,8 +118,14 @@ def probe(*args: str, env: Mapping[str, str], cwd: Path | str | None = None, tim
     return stdout.decode(errors="replace").strip() if returncode == 0 else None
 
 
-def head(*args: str, limit: int, env: Mapping[str, str], cwd: Path | str | None = None,
-         timeout: float = DEFAULT_TIMEOUT_S, cancel: threading.Event | None = None) -> tuple[bytes, bool]:
+def head(
+    *args: str,
+    limit: int,
+    env: Mapping[str, str],
+    cwd: Path | str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    cancel: threading.Event | None = None,
+) -> tuple[bytes, bool]:
     """The first `limit` bytes of `git ARGS`'s stdout, and whether there were more (git is then killed at once,
     so a huge output never fills memory). GitError as `run`, when git failed before writing more than `limit`."""
     returncode, stdout, stderr = _communicate(args, env, cwd, None, timeout, cancel, limit)
@@ -131,13 +154,25 @@ def _failed(args: tuple[str, ...], stderr: bytes) -> GitError:
     return GitError(f"git {verb(args)} failed: {message}")
 
 
-def _communicate(args: tuple[str, ...], env: Mapping[str, str], cwd: Path | str | None, stdin: bytes | None,
-                 timeout: float, cancel: threading.Event | None, limit: int | None) -> tuple[int | None, bytes, bytes]:
+def _communicate(
+    args: tuple[str, ...],
+    env: Mapping[str, str],
+    cwd: Path | str | None,
+    stdin: bytes | None,
+    timeout: float,
+    cancel: threading.Event | None,
+    limit: int | None,
+) -> tuple[int | None, bytes, bytes]:
     """(exit code, stdout, stderr) of git; exit code None when stdout outgrew `limit` (and git was killed)."""
     deadline = time.monotonic() + timeout
     process = subprocess.Popen(
-        ["git", *args], env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        ["git", *args],
+        env=dict(env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         stdout, stderr, complete = _exchange(process, stdin, deadline, timeout, cancel, limit)
@@ -152,8 +187,14 @@ def _communicate(args: tuple[str, ...], env: Mapping[str, str], cwd: Path | str 
         _end(process)
 
 
-def _exchange(process: subprocess.Popen[bytes], stdin: bytes | None, deadline: float, timeout: float,
-              cancel: threading.Event | None, limit: int | None) -> tuple[bytearray, bytearray, bool]:
+def _exchange(
+    process: subprocess.Popen[bytes],
+    stdin: bytes | None,
+    deadline: float,
+    timeout: float,
+    cancel: threading.Event | None,
+    limit: int | None,
+) -> tuple[bytearray, bytearray, bool]:
     """Feed stdin and read stdout and stderr until both close; False as the last item when stdout passed `limit`."""
     assert process.stdout is not None and process.stderr is not None  # both are pipes
     stdout, stderr = bytearray(), bytearray()
@@ -186,11 +227,11 @@ def _exchange(process: subprocess.Popen[bytes], stdin: bytes | None, deadline: f
 def _feed(selector: selectors.BaseSelector, pipe: IO[bytes], pending: memoryview) -> memoryview:
     """Write what the pipe takes now; close it when all is written or git stopped reading."""
     try:
-        pending = pending[os.write(pipe.fileno(), pending[:_READ_CHUNK]):]
+        pending = pending[os.write(pipe.fileno(), pending[:_READ_CHUNK]) :]
     except BlockingIOError:
         return pending
     except BrokenPipeError:  # git exited or will not read more (it reports why on stderr)
-        pending = pending[len(pending):]
+        pending = pending[len(pending) :]
     if not pending:
         selector.unregister(pipe)
         pipe.close()

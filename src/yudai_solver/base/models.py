@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    MetaData,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
     TypeDecorator,
@@ -136,9 +136,7 @@ class Solve(Timestamps, Base):
     matrix: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
     limits: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     requested_by: Mapped[str | None] = mapped_column(String(255))
-    champion_run_id: Mapped[str | None] = mapped_column(
-        ForeignKey("solve_runs.id", use_alter=True)
-    )
+    champion_run_id: Mapped[str | None] = mapped_column(ForeignKey("solve_runs.id", use_alter=True))
     max_parallel: Mapped[int | None] = mapped_column(Integer)
     time_budget_s: Mapped[int | None] = mapped_column(Integer)
     error_message: Mapped[str | None] = mapped_column(Text)

@@ -23,14 +23,23 @@ class ChangeRecord:
     """Lines inserted plus deleted in source files only: a thorough reproduction test is no handicap."""
 
     def as_json(self) -> dict[str, Any]:
-        return {"source_files": list(self.source_files), "tests_added": list(self.tests_added),
-                "tests_modified": list(self.tests_modified), "fingerprint": self.fingerprint,
-                "source_loc": self.source_loc}
+        return {
+            "source_files": list(self.source_files),
+            "tests_added": list(self.tests_added),
+            "tests_modified": list(self.tests_modified),
+            "fingerprint": self.fingerprint,
+            "source_loc": self.source_loc,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ChangeRecord":
-        return cls(tuple(data.get("source_files") or ()), tuple(data.get("tests_added") or ()),
-                   tuple(data.get("tests_modified") or ()), data.get("fingerprint"), data.get("source_loc"))
+        return cls(
+            tuple(data.get("source_files") or ()),
+            tuple(data.get("tests_added") or ()),
+            tuple(data.get("tests_modified") or ()),
+            data.get("fingerprint"),
+            data.get("source_loc"),
+        )
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,14 @@ class StoredTest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StoredTest":
-        return cls(data.get("command"), data.get("detected"), data.get("returncode"), data.get("timed_out"),
-                   data.get("output_tail") or "", data.get("report"))
+        return cls(
+            data.get("command"),
+            data.get("detected"),
+            data.get("returncode"),
+            data.get("timed_out"),
+            data.get("output_tail") or "",
+            data.get("report"),
+        )
 
 
 @dataclass(frozen=True)
@@ -122,13 +137,27 @@ class Baseline:
             return {"state": self.state, "test_command": self.test_command, "error": self.error}
         if self.state != "measured":
             return {"state": self.state, "test_command": self.test_command, "tests_passed": self.tests_passed}
-        return {"state": self.state, "test_command": self.test_command, "tests_passed": self.tests_passed,
-                "returncode": self.returncode, "timed_out": self.timed_out, "output_tail": self.output_tail,
-                "report": self.report}
+        return {
+            "state": self.state,
+            "test_command": self.test_command,
+            "tests_passed": self.tests_passed,
+            "returncode": self.returncode,
+            "timed_out": self.timed_out,
+            "output_tail": self.output_tail,
+            "report": self.report,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> "Baseline | None":
         if not data:
             return None
-        return cls(data.get("state", ""), data.get("test_command"), data.get("tests_passed"), data.get("returncode"),
-                   data.get("timed_out"), data.get("output_tail"), data.get("report"), data.get("error"))
+        return cls(
+            data.get("state", ""),
+            data.get("test_command"),
+            data.get("tests_passed"),
+            data.get("returncode"),
+            data.get("timed_out"),
+            data.get("output_tail"),
+            data.get("report"),
+            data.get("error"),
+        )

@@ -11,8 +11,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from typing import TypeVarTuple
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base import statuses
@@ -28,12 +29,13 @@ from yudai_solver.solving.budgets import expire_over_budget
 from yudai_solver.solving.reducer import finish_if_done
 
 log = logging.getLogger(__name__)
+_Ts = TypeVarTuple("_Ts")
 TICK_S = 0.5
 SWEEP_EVERY = 20  # ticks: every 10 s
 
 
 class InProcessDispatcher:
-    def __init__(self, settings: Settings, session_factory: sessionmaker[Session]):
+    def __init__(self, settings: Settings, session_factory: sessionmaker[Session]) -> None:
         self.env = run_env(settings, session_factory)
         self.settings, self.factory = settings, session_factory
         self._controls: dict[str, RunControl] = {}
@@ -104,7 +106,7 @@ class InProcessDispatcher:
                 self._schedule()
                 if tick % SWEEP_EVERY == 0:
                     self._resume_verifications()
-            except Exception:  # noqa: BLE001 - a database hiccup must not kill the scheduler
+            except Exception:
                 log.exception("scheduler tick failed")
             self._wake.wait(TICK_S)
             self._wake.clear()
@@ -120,10 +122,13 @@ class InProcessDispatcher:
         running = Counter(c.solve_id for c in self._active())
         with self.factory() as session:
             rows = session.execute(
-                _waiting(SolveRun.id, SolveRun.solve_id, Solve.max_parallel)
-                .order_by(Solve.created_at, SolveRun.created_at, SolveRun.id)
+                _waiting(
+                    select(SolveRun.id, Solve.id, Solve.max_parallel)
+                ).order_by(  # the join: Solve.id is the run's solve_id
+                    Solve.created_at, SolveRun.created_at, SolveRun.id
+                )
             ).all()
-        chosen = []
+        chosen: list[tuple[str, str]] = []
         for run_id, solve_id, max_parallel in rows:
             if len(chosen) >= free or run_id in self._controls:
                 continue
@@ -144,7 +149,7 @@ class InProcessDispatcher:
             cancelled = execute_run(self.env, control)
             self._stop_runs([c for c in self._active() if c.run_id in cancelled], "early stop")
             settle_solve(self.env, control.solve_id)
-        except Exception:  # noqa: BLE001 - execute_run records failures; this guards the thread itself
+        except Exception:
             log.exception("run %s crashed outside its own error handling", control.run_id)
         finally:
             self._forget(control)
@@ -162,7 +167,7 @@ class InProcessDispatcher:
     def _settle(self, control: RunControl) -> None:
         try:
             settle_solve(self.env, control.solve_id, control)
-        except Exception:  # noqa: BLE001 - guards the thread; the next start or sweep picks it up again
+        except Exception:
             log.exception("settling solve %s crashed", control.solve_id)
         finally:
             self._forget(control)
@@ -184,13 +189,14 @@ class InProcessDispatcher:
 
     def _pending_exists(self) -> bool:
         with self.factory() as session:
-            return session.scalar(_waiting(SolveRun.id).limit(1)) is not None
+            return session.scalar(_waiting(select(SolveRun.id)).limit(1)) is not None
 
 
-def _waiting(*columns):
-    """Pending runs of solves still going: this dispatcher's queue."""
-    return (select(*columns).join(Solve, Solve.id == SolveRun.solve_id)
-            .where(SolveRun.status == statuses.PENDING, Solve.status.in_([statuses.PENDING, statuses.RUNNING])))
+def _waiting(query: Select[*_Ts]) -> Select[*_Ts]:
+    """`query` over the pending runs of solves still going: this dispatcher's queue."""
+    return query.join(Solve, Solve.id == SolveRun.solve_id).where(
+        SolveRun.status == statuses.PENDING, Solve.status.in_([statuses.PENDING, statuses.RUNNING])
+    )
 
 
 def recover_lost_runs(factory: sessionmaker[Session]) -> set[str]:
@@ -205,6 +211,8 @@ def recover_lost_runs(factory: sessionmaker[Session]) -> set[str]:
             else:
                 statuses.transition(run, statuses.PENDING)
         session.flush()
-        for solve_id in {run.solve_id for run in lost}:
+        # Every run has a solve: the seed's column is nullable, the filter only says so to the type checker.
+        solve_ids = {run.solve_id for run in lost if run.solve_id is not None}
+        for solve_id in solve_ids:
             finish_if_done(session, solve_id)
-    return {run.solve_id for run in lost}
+    return solve_ids

@@ -5,6 +5,8 @@ A solve's `max_parallel` holds across workers through procrastinate locks: run i
 """
 
 import procrastinate
+import psycopg
+from psycopg.rows import TupleRow
 from sqlalchemy import Select, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,16 +27,19 @@ def run_lock(solve: Solve, index: int) -> str | None:
     return f"solve:{solve.id}:{index % solve.max_parallel}"
 
 
-def driver_connection(session: Session):
+def driver_connection(session: Session) -> psycopg.Connection[TupleRow]:
     """The psycopg connection under the session's transaction, so jobs commit or roll back with our rows."""
-    return session.connection().connection.driver_connection
+    connection = session.connection().connection.driver_connection
+    assert isinstance(connection, psycopg.Connection)  # the job queue exists only on postgresql+psycopg
+    return connection
 
 
 class JobQueueDispatcher:
     """The API side: defers jobs in the caller's transaction and aborts them on cancel."""
 
-    def __init__(self, settings: Settings, session_factory: sessionmaker[Session], *,
-                 worker: QueueWorker | None = None):
+    def __init__(
+        self, settings: Settings, session_factory: sessionmaker[Session], *, worker: QueueWorker | None = None
+    ) -> None:
         self.settings, self.factory = settings, session_factory
         self.app = create_queue_app(settings)
         self.worker = worker
@@ -66,7 +71,7 @@ class JobQueueDispatcher:
             abort_jobs(self.app, session, select(SolveRun.job_id).where(SolveRun.solve_id == solve_id))
 
 
-def abort_jobs(app: procrastinate.App, session: Session, job_ids_query: Select) -> None:
+def abort_jobs(app: procrastinate.App, session: Session, job_ids_query: Select[int | None]) -> None:
     """Queued jobs are cancelled unrun; running ones are asked to abort (their worker kills the command)."""
     connection = driver_connection(session)
     for job_id in session.scalars(job_ids_query):

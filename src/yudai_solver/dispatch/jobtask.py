@@ -5,6 +5,7 @@ import threading
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.job_context import AbortReason
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base import statuses
 from yudai_solver.base.settings import Settings
@@ -36,8 +37,12 @@ def create_queue_app(settings: Settings) -> App:
 
 
 def register(app: App) -> None:
-    @app.task(name=TASK_NAME, queue=QUEUE, pass_context=True,
-              retry=RetryStrategy(max_attempts=10, wait=0, retry_exceptions={Requeue}))
+    @app.task(
+        name=TASK_NAME,
+        queue=QUEUE,
+        pass_context=True,
+        retry=RetryStrategy(max_attempts=10, wait=0, retry_exceptions={Requeue}),
+    )
     def run_job(context: JobContext, run_id: str, solve_id: str) -> None:
         """Runs that early stop cancels are stopped by their own watches (their rows have ended)."""
         env: RunEnv = context.additional_context["env"]
@@ -53,7 +58,7 @@ class RunWatch:
     """While a run executes: stop it when its job is aborted or its row has ended elsewhere (cancel, budget,
     early stop), put it back in the queue when the worker shuts down, and keep its heartbeat fresh."""
 
-    def __init__(self, factory, context: JobContext, control: RunControl):
+    def __init__(self, factory: sessionmaker[Session], context: JobContext, control: RunControl) -> None:
         self.factory, self.context, self.control = factory, context, control
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"watch-{control.run_id[:8]}", daemon=True)
@@ -62,7 +67,7 @@ class RunWatch:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._done.set()
         self._thread.join(timeout=5)
 

@@ -7,8 +7,8 @@ from yudai_solver.base.settings import Settings
 from yudai_solver.execution.control import RunControl
 from yudai_solver.execution.run import RunEnv
 from yudai_solver.execution.verification import verify_pending
-from yudai_solver.scm.followup import on_solve_ended
 from yudai_solver.execution.workspace import workspaces_for
+from yudai_solver.scm.followup import on_solve_ended
 
 MAX_ATTEMPTS = 2
 """A run left `running` by a dead worker is run again until it has been claimed this often, then "worker lost"."""

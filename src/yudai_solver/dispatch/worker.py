@@ -13,6 +13,7 @@ import socket
 import threading
 
 from procrastinate import jobs as procrastinate_jobs
+from procrastinate.app import WorkerOptions
 from procrastinate.worker import Worker
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,15 +34,28 @@ SILENT_AFTER_S = 60.0
 
 
 class QueueWorker:
-    def __init__(self, settings: Settings, session_factory: sessionmaker[Session], *, concurrency: int,
-                 graceful_timeout_s: float = 30, install_signal_handlers: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: sessionmaker[Session],
+        *,
+        concurrency: int,
+        graceful_timeout_s: float = 30,
+        install_signal_handlers: bool = True,
+    ) -> None:
         self.env = run_env(settings, session_factory)
         self.app = create_queue_app(settings)
-        self.options = dict(
-            queues=[QUEUE], name=f"yudai-{socket.gethostname()}", concurrency=concurrency,
-            fetch_job_polling_interval=0.5, abort_job_polling_interval=0.5, shutdown_graceful_timeout=graceful_timeout_s,
-            additional_context={"env": self.env}, install_signal_handlers=install_signal_handlers,
-            update_heartbeat_interval=HEARTBEAT_S, stalled_worker_timeout=STALLED_AFTER_S,
+        self.options = WorkerOptions(
+            queues=[QUEUE],
+            name=f"yudai-{socket.gethostname()}",
+            concurrency=concurrency,
+            fetch_job_polling_interval=0.5,
+            abort_job_polling_interval=0.5,
+            shutdown_graceful_timeout=graceful_timeout_s,
+            additional_context={"env": self.env},
+            install_signal_handlers=install_signal_handlers,
+            update_heartbeat_interval=HEARTBEAT_S,
+            stalled_worker_timeout=STALLED_AFTER_S,
         )
         self._worker: Worker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -75,7 +89,7 @@ class QueueWorker:
             self._worker = Worker(self.app, **self.options)
             upkeep = asyncio.create_task(self._upkeep())
             try:
-                await self._worker.run()
+                await self._worker.run()  # type: ignore[no-untyped-call]  # procrastinate leaves Worker.run unannotated
             finally:
                 upkeep.cancel()
 
@@ -91,19 +105,22 @@ class QueueWorker:
                     await self._settle_stalled_jobs()
                     await self._settle_silent_runs()
                     await self._resume_verifications()
-            except Exception:  # noqa: BLE001 - e.g. the database restarting: the next tick tries again
+            except Exception:
                 log.exception("worker upkeep failed")
 
     async def _settle_stalled_jobs(self) -> None:
         manager = self.app.job_manager
         for job in await manager.get_stalled_jobs(queue=QUEUE, seconds_since_heartbeat=STALLED_AFTER_S):
-            outcome = await asyncio.to_thread(records.settle_lost_run, self.env.session_factory,
-                                              job.task_kwargs["run_id"], max_attempts=MAX_ATTEMPTS)
+            # JSON values to procrastinate; the strings `JobQueueDispatcher.defer` gave the job.
+            run_id, solve_id = str(job.task_kwargs["run_id"]), str(job.task_kwargs["solve_id"])
+            outcome = await asyncio.to_thread(
+                records.settle_lost_run, self.env.session_factory, run_id, max_attempts=MAX_ATTEMPTS
+            )
             if outcome == "retry":
                 await manager.retry_job(job)
             else:
                 await manager.finish_job(job, status=procrastinate_jobs.Status.FAILED, delete_job=False)
-                self._launch_settle(job.task_kwargs["solve_id"])
+                self._launch_settle(solve_id)
         await manager.prune_stalled_workers(seconds_since_heartbeat=STALLED_AFTER_S)
 
     async def _settle_silent_runs(self) -> None:
@@ -114,8 +131,9 @@ class QueueWorker:
             job = await self._job(job_id)
             if job is not None and job.status == procrastinate_jobs.Status.DOING.value:
                 continue  # procrastinate's stalled-worker path owns it
-            outcome = await asyncio.to_thread(records.settle_lost_run, self.env.session_factory, run_id,
-                                              max_attempts=MAX_ATTEMPTS)
+            outcome = await asyncio.to_thread(
+                records.settle_lost_run, self.env.session_factory, run_id, max_attempts=MAX_ATTEMPTS
+            )
             if outcome == "retry":
                 await self._defer_again(run_id, solve_id, lock=job.lock if job is not None else None)
             else:
@@ -123,20 +141,20 @@ class QueueWorker:
 
     async def _resume_verifications(self) -> None:
         """Verifications whose worker died (or never claimed them) start again here."""
-        for solve_id in await asyncio.to_thread(stalled_verifications, self.env.session_factory,
-                                                older_than_s=STALE_VERIFICATION_S):
+        for solve_id in await asyncio.to_thread(
+            stalled_verifications, self.env.session_factory, older_than_s=STALE_VERIFICATION_S
+        ):
             self._launch_settle(solve_id)
 
     def _launch_settle(self, solve_id: str) -> None:
         """The solve may have ended: its verification and follow-up, in a thread of their own (a verification
         takes minutes; the upkeep must go on)."""
-        threading.Thread(target=self._settle, args=(solve_id,), name=f"settle-{solve_id[:8]}",
-                         daemon=True).start()
+        threading.Thread(target=self._settle, args=(solve_id,), name=f"settle-{solve_id[:8]}", daemon=True).start()
 
     def _settle(self, solve_id: str) -> None:
         try:
             settle_solve(self.env, solve_id)
-        except Exception:  # noqa: BLE001 - guards the thread; the next sweep picks a stalled verification up again
+        except Exception:
             log.exception("settling solve %s crashed", solve_id)
 
     async def _job(self, job_id: int | None) -> procrastinate_jobs.Job | None:
@@ -147,8 +165,11 @@ class QueueWorker:
 
     async def _defer_again(self, run_id: str, solve_id: str, *, lock: str | None) -> None:
         """A new job for a run whose old one is gone or over, under the old one's lock (the solve's `max_parallel`)."""
-        job_id = await self.app.tasks[TASK_NAME].configure(lock=lock, queue=QUEUE).defer_async(
-            run_id=run_id, solve_id=solve_id)
+        job_id = (
+            await self.app.tasks[TASK_NAME]
+            .configure(lock=lock, queue=QUEUE)
+            .defer_async(run_id=run_id, solve_id=solve_id)
+        )
         await asyncio.to_thread(records.set_job, self.env.session_factory, run_id, job_id)
 
     def _kill_orphaned_sandboxes(self) -> None:

@@ -1,11 +1,24 @@
 """The `yudai` command: the edge where settings are read and everything else is built."""
 
-from typing import Annotated
+# Imports inside the commands (and the helpers they call) are the CLI's lazy loading, on purpose: each command
+# loads only what it uses, so `yudai --help` or `yudai user create` does not pay for the API server, the job queue
+# or the agent stack (seconds together). Only typer, rich and the settings load with the module.
+
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from yudai_solver.base.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from yudai_solver.entry.client import SolveClient
 
 app = typer.Typer(help="yudai-solver: many coding-agent attempts per issue, the best one kept.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -21,7 +34,7 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _migrated_factory(settings: Settings):
+def _migrated_factory(settings: Settings) -> "sessionmaker[Session]":
     from yudai_solver.base.db import create_db_engine, create_session_factory
     from yudai_solver.base.migrate import upgrade
 
@@ -74,9 +87,9 @@ def model_add(
     max_tokens: Annotated[int | None, typer.Option("--max-tokens")] = None,
 ) -> None:
     """Add a model to the catalogue (API keys stay in the worker's environment, never in the database)."""
-    from yudai_solver.solving.ai_models import add_model
     from yudai_solver.base.db import transaction
     from yudai_solver.base.schemas import ModelConfig, ModelCreate
+    from yudai_solver.solving.ai_models import add_model
 
     spec = ModelCreate(
         name=name, provider=provider, model_id=model_id, config=ModelConfig(api_base=api_base, max_tokens=max_tokens)
@@ -90,14 +103,15 @@ def model_add(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
-    worker: Annotated[bool, typer.Option("--worker/--no-worker",
-                                         help="On PostgreSQL, also execute runs in this process.")] = True,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="On PostgreSQL, also execute runs in this process.")
+    ] = True,
 ) -> None:
     """Migrate the database, then serve the API (and execute runs in this process)."""
     import uvicorn
 
-    from yudai_solver.entry.api import create_app
     from yudai_solver.dispatch.factory import create_dispatcher
+    from yudai_solver.entry.api import create_app
 
     settings = _settings()
     factory = _migrated_factory(settings)
@@ -112,8 +126,6 @@ def worker_command(
     graceful_timeout: Annotated[float, typer.Option(help="Seconds running runs get on SIGTERM before requeue.")] = 30,
 ) -> None:
     """Execute runs from the PostgreSQL job queue; start as many as you like, on any machine."""
-    import logging
-
     from yudai_solver.dispatch.jobqueue import is_job_queue
     from yudai_solver.dispatch.worker import QueueWorker
 
@@ -134,7 +146,9 @@ def solve(
     issue_title: Annotated[str | None, typer.Option("--issue-title")] = None,
     issue_body: Annotated[str, typer.Option("--issue-body")] = "",
     temperature: Annotated[list[float] | None, typer.Option("--temperature", help="Repeat for several.")] = None,
-    evolution: Annotated[list[str] | None, typer.Option("--evolution", help="baseline, minimal-fix, test-first, reproduce-first.")] = None,
+    evolution: Annotated[
+        list[str] | None, typer.Option("--evolution", help="baseline, minimal-fix, test-first, reproduce-first.")
+    ] = None,
     max_parallel: Annotated[int | None, typer.Option("--max-parallel")] = None,
     time_budget: Annotated[int | None, typer.Option("--time-budget", help="Seconds for the whole solve.")] = None,
     cost_budget: Annotated[float | None, typer.Option("--cost-budget", help="USD for the whole solve.")] = None,
@@ -145,18 +159,28 @@ def solve(
     wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the solve ends.")] = False,
     server: Annotated[str, typer.Option("--server", envvar="YUDAI_SERVER")] = "http://127.0.0.1:8000",
     token: Annotated[str | None, typer.Option("--token", envvar="YUDAI_TOKEN")] = None,
-    embedded: Annotated[bool, typer.Option("--embedded", help="Run everything in this process (SQLite default).")] = False,
+    embedded: Annotated[
+        bool, typer.Option("--embedded", help="Run everything in this process (SQLite default).")
+    ] = False,
 ) -> None:
     """Submit a solve: every model x temperature x evolution is one run; the best passing one is the champion."""
     if issue is None and issue_title is None:
         raise typer.BadParameter("give --issue N, or --issue-title (and --issue-body)", param_hint="--issue")
-    body = {
-        "repo_url": repo, "issue_number": issue or 1, "base_branch": base_branch, "issue_title": issue_title,
+    body: dict[str, Any] = {
+        "repo_url": repo,
+        "issue_number": issue or 1,
+        "base_branch": base_branch,
+        "issue_title": issue_title,
         "issue_body": issue_body if issue_title else None,
         "matrix": {"models": model, "temperatures": temperature or [0.0], "evolutions": evolution or ["baseline"]},
-        "limits": {"max_parallel": max_parallel, "time_budget_s": time_budget, "cost_budget_usd": cost_budget,
-                   "early_stop": early_stop or None},
-        "test_command": test_command, "setup_command": setup_command,
+        "limits": {
+            "max_parallel": max_parallel,
+            "time_budget_s": time_budget,
+            "cost_budget_usd": cost_budget,
+            "early_stop": early_stop or None,
+        },
+        "test_command": test_command,
+        "setup_command": setup_command,
     }
     body = {k: v for k, v in body.items() if v is not None}
     body["limits"] = {k: v for k, v in body["limits"].items() if v is not None}
@@ -172,8 +196,6 @@ def solve(
 
 def _settings_allowing(repo: str) -> Settings:
     """Embedded settings that also allow the local repository the user named on the command line."""
-    from pathlib import Path
-
     settings = _settings()
     if repo.startswith("https://"):
         return settings
@@ -182,9 +204,7 @@ def _settings_allowing(repo: str) -> Settings:
     return settings.model_copy(update={"local_repo_roots": roots})
 
 
-def _solve_embedded(settings: Settings, body: dict) -> None:
-    from pathlib import Path
-
+def _solve_embedded(settings: Settings, body: dict[str, Any]) -> None:
     from yudai_solver.entry.client import SolveClient
     from yudai_solver.entry.embedded import embedded_server
 
@@ -194,7 +214,7 @@ def _solve_embedded(settings: Settings, body: dict) -> None:
         _submit(SolveClient(url, token), body, wait=True)
 
 
-def _submit(client, body: dict, *, wait: bool) -> None:
+def _submit(client: "SolveClient", body: dict[str, Any], *, wait: bool) -> None:
     from yudai_solver.entry.client import ApiError
     from yudai_solver.entry.watch import show_outcome, watch
 
@@ -215,8 +235,6 @@ def _submit(client, body: dict, *, wait: bool) -> None:
 @app.command()
 def demo() -> None:
     """A first solve with no API key: a tiny repo with a failing test, three SCRIPTED models, the real pipeline."""
-    import time as _time
-
     from yudai_solver.entry import demo as scenario
     from yudai_solver.entry.client import SolveClient
     from yudai_solver.entry.embedded import embedded_server
@@ -224,27 +242,38 @@ def demo() -> None:
 
     settings = _settings()
     root = settings.data_dir / "demo"
-    repo = scenario.create_repository(root / f"calc-{_time.strftime('%Y%m%d-%H%M%S')}")
-    settings = settings.model_copy(update={"local_repo_roots": ":".join(filter(None, [settings.local_repo_roots,
-                                                                                        str(root)]))})
+    repo = scenario.create_repository(root / f"calc-{time.strftime('%Y%m%d-%H%M%S')}")
+    settings = settings.model_copy(
+        update={"local_repo_roots": ":".join(filter(None, [settings.local_repo_roots, str(root)]))}
+    )
     console.print(f"[bold]yudai demo[/]: repository {repo} (add() subtracts; its test fails)")
-    console.print("models: [magenta]SCRIPTED[/] stand-ins served on 127.0.0.1 (no API key, no real LLM): "
-                  + ", ".join(scenario.SCRIPTS))
+    console.print(
+        "models: [magenta]SCRIPTED[/] stand-ins served on 127.0.0.1 (no API key, no real LLM): "
+        + ", ".join(scenario.SCRIPTS)
+    )
     with ScriptedChatServer(scenario.SCRIPTS) as chat, embedded_server(settings) as (url, token):
         client = SolveClient(url, token)
         _register_scripted_models(client, chat.base_url, scenario.SCRIPTS)
-        body = {"repo_url": str(repo), "issue_number": 1, "issue_title": scenario.ISSUE_TITLE,
-                "issue_body": scenario.ISSUE_BODY, "matrix": {"models": list(scenario.SCRIPTS)},
-                "limits": {"max_parallel": 3, "time_budget_s": 300}, "test_command": scenario.TEST_COMMAND}
+        body = {
+            "repo_url": str(repo),
+            "issue_number": 1,
+            "issue_title": scenario.ISSUE_TITLE,
+            "issue_body": scenario.ISSUE_BODY,
+            "matrix": {"models": list(scenario.SCRIPTS)},
+            "limits": {"max_parallel": 3, "time_budget_s": 300},
+            "test_command": scenario.TEST_COMMAND,
+        }
         try:
             _submit(client, body, wait=True)
         finally:
-            console.print("With a real model: yudai model add gpt --provider openai --model-id gpt-4o-mini, export "
-                          "OPENAI_API_KEY, then: yudai solve PATH --embedded --model gpt --issue-title ... "
-                          "--test-command ...")
+            console.print(
+                "With a real model: yudai model add gpt --provider openai --model-id gpt-4o-mini, export "
+                "OPENAI_API_KEY, then: yudai solve PATH --embedded --model gpt --issue-title ... "
+                "--test-command ..."
+            )
 
 
-def _register_scripted_models(client, api_base: str, names) -> None:
+def _register_scripted_models(client: "SolveClient", api_base: str, names: Iterable[str]) -> None:
     existing = {m["name"]: m for m in client.models()}
     for name in names:
         config = {"api_base": api_base}

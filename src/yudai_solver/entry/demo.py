@@ -13,15 +13,15 @@ TEST_COMMAND = "python3 -m unittest discover -q"
 ISSUE_TITLE = "add() subtracts instead of adding"
 ISSUE_BODY = "calc.add(2, 3) returns -1; it should return 5. The test in test_calc.py shows it."
 
-CALC = '''def add(a, b):
+CALC = """def add(a, b):
     return a - b
 
 
 def mul(a, b):
     return a * b
-'''
+"""
 
-TESTS = '''import unittest
+TESTS = """import unittest
 
 from calc import add, mul
 
@@ -36,7 +36,7 @@ class CalcTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
-'''
+"""
 
 REWRITE = '''cat > calc.py <<'EOF'
 """Arithmetic helpers."""

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import uvicorn
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base.db import create_db_engine, create_session_factory, transaction
 from yudai_solver.base.migrate import upgrade
@@ -36,7 +37,7 @@ def embedded_server(settings: Settings) -> Iterator[tuple[str, str]]:
         thread.join(timeout=30)
 
 
-def _wait_started(server, timeout: float = 30) -> str:
+def _wait_started(server: uvicorn.Server, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while not server.started:
         if time.monotonic() > deadline or not getattr(server, "config", None):
@@ -46,7 +47,7 @@ def _wait_started(server, timeout: float = 30) -> str:
     return f"http://{host}:{port}"
 
 
-def _local_token(factory) -> str:
+def _local_token(factory: sessionmaker[Session]) -> str:
     """A fresh token for the embedded user (created on first use); the old one stops working."""
     with transaction(factory) as session:
         user = session.scalar(select(User).where(User.name == EMBEDDED_USER))

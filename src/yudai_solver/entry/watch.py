@@ -16,8 +16,10 @@ STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow", "running"
 
 def runs_table(status: dict[str, Any]) -> Table:
     p = status["progress"]
-    title = (f"solve {status['solve_id'][:8]} — {status['status']} — {p['percent_complete']:.0f}% "
-             f"({p['elapsed_s']:.1f}s, {p['tokens_total']} tokens)")
+    title = (
+        f"solve {status['solve_id'][:8]} — {status['status']} — {p['percent_complete']:.0f}% "
+        f"({p['elapsed_s']:.1f}s, {p['tokens_total']} tokens)"
+    )
     table = Table(title=title)
     for column in ("run", "model", "temp", "evolution", "status", "step", "tokens", "tests", "lines", "files", "ms"):
         table.add_column(column)
@@ -25,9 +27,17 @@ def runs_table(status: dict[str, Any]) -> Table:
         mark = "👑 " if run["id"] == status.get("champion_run_id") else ""
         tests = {True: "[green]pass[/]", False: "[red]fail[/]", None: "-"}[run["tests_passed"]]
         table.add_row(
-            mark + run["id"][:8], run["model"], f"{run['temperature']:g}", run["evolution"],
-            f"[{STYLE.get(run['status'], '')}]{run['status']}[/]", _n(run["steps"]), _n(run["tokens"]), tests,
-            _n(run["loc_changed"]), _n(run["files_changed"]), _n(run["latency_ms"]),
+            mark + run["id"][:8],
+            run["model"],
+            f"{run['temperature']:g}",
+            run["evolution"],
+            f"[{STYLE.get(run['status'], '')}]{run['status']}[/]",
+            _n(run["steps"]),
+            _n(run["tokens"]),
+            tests,
+            _n(run["loc_changed"]),
+            _n(run["files_changed"]),
+            _n(run["latency_ms"]),
         )
     return table
 
@@ -36,8 +46,10 @@ def verification_table(status: dict[str, Any]) -> Table:
     """Run x reproduction test: which candidate's fix passes which valid test (the base's verdict as the title)."""
     verification = status.get("verification") or {}
     tests = verification.get("tests") or []
-    title = f"verification: {verification.get('state')}, {sum(bool(t.get('valid')) for t in tests)} of " \
-            f"{len(tests)} reproduction tests valid"
+    title = (
+        f"verification: {verification.get('state')}, {sum(bool(t.get('valid')) for t in tests)} of "
+        f"{len(tests)} reproduction tests valid"
+    )
     table = Table(title=title)
     table.add_column("run")
     for test in tests:
@@ -85,9 +97,11 @@ def show_outcome(client: SolveClient, session_id: int, status: dict[str, Any], c
         console.print(f"[red]no champion[/]: {status['error_message'] or status['status']}")
         return
     run = client.run(session_id, status["solve_id"], status["champion_run_id"])
-    console.print(Group(
-        f"[bold green]champion[/] {run['id'][:8]} — {run['model']} (temperature {run['temperature']:g}, "
-        f"{run['evolution']}): tests passed, {run['loc_changed']} lines in {run['files_changed']} files, "
-        f"{run['tokens']} tokens, {run['latency_ms']} ms",
-        Syntax((run.get("diagnostics") or {}).get("patch") or "(empty patch)", "diff", theme="ansi_dark"),
-    ))
+    console.print(
+        Group(
+            f"[bold green]champion[/] {run['id'][:8]} — {run['model']} (temperature {run['temperature']:g}, "
+            f"{run['evolution']}): tests passed, {run['loc_changed']} lines in {run['files_changed']} files, "
+            f"{run['tokens']} tokens, {run['latency_ms']} ms",
+            Syntax((run.get("diagnostics") or {}).get("patch") or "(empty patch)", "diff", theme="ansi_dark"),
+        )
+    )

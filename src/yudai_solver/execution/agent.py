@@ -12,9 +12,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from yudai_solver.execution.mswea import DefaultAgent, InterruptAgentFlow, LitellmModel, Submitted, litellm
 from yudai_solver.execution.strategies import STRATEGIES, mini_config
+
+if TYPE_CHECKING:  # mini-swe-agent is imported through `mswea` only, which configures it first
+    from minisweagent import Environment, Model
 
 OUTPUT_EXCERPT_CHARS = 2000
 # Keys of an ai_models row's config that we set ourselves (or never accept from the database, like keys).
@@ -35,7 +40,7 @@ def model_name(provider: str, model_id: str) -> str:
 
 
 def build_model(
-    *, provider: str, model_id: str, config: dict | None, temperature: float, timeout_s: int
+    *, provider: str, model_id: str, config: dict[str, Any] | None, temperature: float, timeout_s: int
 ) -> LitellmModel:
     """mini-swe-agent's litellm model for one experiment, with mini.yaml's observation and format-error templates.
 
@@ -46,19 +51,22 @@ def build_model(
     """
     name = model_name(provider, model_id)
     _register_price(name, provider, config or {})
-    templates = {key: mini_config()["model"][key] for key in ("observation_template", "format_error_template")}
-    extra = {"set_cache_control": "default_end"} if "claude" in name.lower() or "anthropic" in name.lower() else {}
+    options: dict[str, Any] = {
+        key: mini_config()["model"][key] for key in ("observation_template", "format_error_template")
+    }
+    if "claude" in name.lower() or "anthropic" in name.lower():
+        options["set_cache_control"] = "default_end"
     kwargs = _model_kwargs(provider, config or {}, temperature, timeout_s)
-    return LitellmModel(model_name=name, model_kwargs=kwargs, cost_tracking="ignore_errors", **templates, **extra)
+    return LitellmModel(model_name=name, model_kwargs=kwargs, cost_tracking="ignore_errors", **options)
 
 
-def _register_price(name: str, provider: str, config: dict) -> None:
+def _register_price(name: str, provider: str, config: dict[str, Any]) -> None:
     prices = {key: float(config[key]) for key in PRICE_KEYS if config.get(key) is not None}
     if prices:
         litellm.register_model({name: {**prices, "litellm_provider": provider, "mode": "chat"}})
 
 
-def _model_kwargs(provider: str, config: dict, temperature: float, timeout_s: int) -> dict:
+def _model_kwargs(provider: str, config: dict[str, Any], temperature: float, timeout_s: int) -> dict[str, Any]:
     skip = _OWNED_KEYS | set(PRICE_KEYS)
     kwargs = {key: value for key, value in config.items() if key not in skip and value is not None}
     kwargs |= {"temperature": temperature, "timeout": timeout_s, "max_retries": 0, "num_retries": 0}
@@ -72,8 +80,20 @@ def _model_kwargs(provider: str, config: dict, temperature: float, timeout_s: in
 class Cancelled(InterruptAgentFlow):
     """The run was cancelled from outside; ends the agent loop with exit status `Cancelled`."""
 
-    def __init__(self, reason: str = "Cancelled"):
+    def __init__(self, reason: str = "Cancelled") -> None:
         super().__init__({"role": "exit", "content": reason, "extra": {"exit_status": "Cancelled", "submission": ""}})
+
+
+class AgentOptions(TypedDict, total=False):
+    """The keyword arguments of `DefaultAgent` (its `AgentConfig`) that `SolverAgent` passes on."""
+
+    system_template: str
+    instance_template: str
+    step_limit: int
+    cost_limit: float
+    wall_time_limit_seconds: int
+    max_consecutive_format_errors: int
+    output_path: Path | None
 
 
 class SolverAgent(DefaultAgent):
@@ -87,29 +107,29 @@ class SolverAgent(DefaultAgent):
 
     def __init__(
         self,
-        model,
-        sandbox,
+        model: "Model",
+        sandbox: "Environment",
         *,
         cancel_event: threading.Event,
-        on_step: Callable[[dict], None] | None = None,
-        **agent_config,
-    ):
-        defaults = STRATEGIES["baseline"].agent_config() | {"cost_limit": 0}
-        super().__init__(model, sandbox, **(defaults | agent_config))
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+        **agent_config: Unpack[AgentOptions],
+    ) -> None:
+        options: AgentOptions = {**STRATEGIES["baseline"].agent_config(), "cost_limit": 0, **agent_config}
+        super().__init__(model, sandbox, **options)
         self.cancel_event = cancel_event
         self.on_step = on_step
         self.tokens = 0
-        self.steps: list[dict] = []
+        self.steps: list[dict[str, Any]] = []
 
-    def get_template_vars(self, **kwargs) -> dict:
+    def get_template_vars(self, **kwargs: Any) -> dict[str, Any]:
         """mini.yaml's templates need `system`, `release`, ...: the worker's uname fills what the sandbox lacks."""
         return platform.uname()._asdict() | super().get_template_vars(**kwargs)
 
-    def step(self) -> list[dict]:
+    def step(self) -> list[dict[str, Any]]:
         self._check_cancelled()
         return super().step()
 
-    def query(self) -> dict:
+    def query(self) -> dict[str, Any]:
         """Count the tokens of every answer, including those that fail to parse (they were billed too)."""
         try:
             message = super().query()
@@ -119,11 +139,11 @@ class SolverAgent(DefaultAgent):
         self.tokens += usage_tokens(message.get("extra", {}).get("response"))
         return message
 
-    def execute_actions(self, message: dict) -> list[dict]:
+    def execute_actions(self, message: dict[str, Any]) -> list[dict[str, Any]]:
         outputs = [self._execute(action) for action in message.get("extra", {}).get("actions", [])]
         return self.add_messages(*self.model.format_observation_messages(message, outputs, self.get_template_vars()))
 
-    def _execute(self, action: dict) -> dict:
+    def _execute(self, action: dict[str, Any]) -> dict[str, Any]:
         self._check_cancelled()
         try:
             output = self.env.execute(action)
@@ -133,7 +153,7 @@ class SolverAgent(DefaultAgent):
         self._record(action, output.get("output", ""), output.get("returncode"))
         return output
 
-    def _record(self, action: dict, output: str, returncode: int | None) -> None:
+    def _record(self, action: dict[str, Any], output: str, returncode: int | None) -> None:
         step = {
             "step": len(self.steps) + 1,
             "action": action.get("command", ""),
@@ -150,7 +170,7 @@ class SolverAgent(DefaultAgent):
             raise Cancelled()
 
 
-def usage_tokens(response) -> int:
+def usage_tokens(response: object) -> int:
     """Total tokens of one raw response dict (`usage.total_tokens`, else prompt + completion); 0 without usage."""
     usage = response.get("usage") if isinstance(response, dict) else None
     if not isinstance(usage, dict):
@@ -166,7 +186,7 @@ def excerpt(text: str, limit: int = OUTPUT_EXCERPT_CHARS) -> str:
         return text
     marker = f"\n... [{len(text) - limit} characters elided] ...\n"
     head = (limit - len(marker)) // 2
-    return text[:head] + marker + text[-(limit - len(marker) - head):]
+    return text[:head] + marker + text[-(limit - len(marker) - head) :]
 
 
 @dataclass
@@ -177,7 +197,7 @@ class AgentResult:
     submission: str
     tokens: int
     cost: float
-    steps: list[dict] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
 
@@ -203,12 +223,12 @@ def run_agent(agent: SolverAgent, task: str) -> AgentResult:
     return AgentResult(status, submission, agent.tokens, agent.cost, list(agent.steps))
 
 
-def trajectory(agent: SolverAgent, exit_status: str, max_bytes: int | None = None) -> dict:
+def trajectory(agent: SolverAgent, exit_status: str, max_bytes: int | None = None) -> dict[str, Any]:
     """The run's `trajectory_data`: the seed's format plus the messages (raw responses dropped, usage kept).
 
     With `max_bytes`, its JSON is cut to fit (see `bounded`).
     """
-    data = {
+    data: dict[str, Any] = {
         "exit_status": exit_status,
         "total_steps": len(agent.steps),
         "steps": agent.steps,
@@ -221,7 +241,7 @@ def trajectory(agent: SolverAgent, exit_status: str, max_bytes: int | None = Non
 _MIN_TEXT = 200
 
 
-def bounded(data: dict, max_bytes: int) -> dict:
+def bounded(data: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     """`data` (a trajectory) whose JSON fits in `max_bytes`, with `truncated` saying what was cut.
 
     Every string longer than one common length is cut to its head and tail (the longest length that fits);
@@ -234,42 +254,46 @@ def bounded(data: dict, max_bytes: int) -> dict:
     low, high = _MIN_TEXT, max(_MIN_TEXT, _longest_string(data))
     while low < high:
         middle = (low + high + 1) // 2
-        low, high = (middle, high) if _json_size(_cut_strings(data, middle)) <= room else (low, middle - 1)
-    result = _cut_strings(data, low)
+        low, high = (middle, high) if _json_size(_cut_dict(data, middle)) <= room else (low, middle - 1)
+    result = _cut_dict(data, low)
     dropped = {"messages": 0, "steps": 0}
     while _json_size(result) > room and any(len(result.get(key) or []) > 2 for key in dropped):
         for key in dropped:
             items = result.get(key) or []
             keep = len(items) // 4
             if len(items) > 2:
-                result[key] = items[: max(keep, 1)] + items[len(items) - max(keep, 1):]
+                result[key] = items[: max(keep, 1)] + items[len(items) - max(keep, 1) :]
                 dropped[key] += len(items) - len(result[key])
     result["truncated"] = {"from_bytes": size, "text_chars": low, "dropped": dropped}
     return result
 
 
-def _json_size(value) -> int:
+def _json_size(value: object) -> int:
     return len(json.dumps(value).encode())
 
 
-def _longest_string(value) -> int:
+def _longest_string(value: object) -> int:
     if isinstance(value, str):
         return len(value)
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
     return max((_longest_string(item) for item in items), default=0)
 
 
-def _cut_strings(value, limit: int):
+def _cut_dict(data: dict[str, Any], limit: int) -> dict[str, Any]:
+    return {key: _cut_strings(item, limit) for key, item in data.items()}
+
+
+def _cut_strings(value: object, limit: int) -> object:
     if isinstance(value, str):
         return excerpt(value, limit)
     if isinstance(value, dict):
-        return {key: _cut_strings(item, limit) for key, item in value.items()}
+        return _cut_dict(value, limit)
     if isinstance(value, list):
         return [_cut_strings(item, limit) for item in value]
     return value
 
 
-def _slim(message: dict) -> dict:
+def _slim(message: dict[str, Any]) -> dict[str, Any]:
     extra = dict(message.get("extra") or {})
     response = extra.pop("response", None)
     if isinstance(response, dict) and response.get("usage") is not None:

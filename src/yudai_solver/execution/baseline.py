@@ -2,6 +2,7 @@
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yudai_solver.base.run_results import Baseline
 from yudai_solver.execution import records
@@ -10,13 +11,23 @@ from yudai_solver.execution.control import RunControl
 from yudai_solver.sandboxes import Sandbox, create_sandbox
 from yudai_solver.solving.testreport import report_json
 
+if TYPE_CHECKING:  # `run` imports this module: the run's environment is named for the type checker only
+    from yudai_solver.execution.run import RunEnv
+
 
 def measure(sandbox: Sandbox, test_command: str | None, timeout: float) -> Baseline:
     if not test_command:
         return Baseline("no test command", None)
     record = run_tests(sandbox, test_command, timeout)
-    return Baseline("measured", test_command, tests_passed=record.passed, returncode=record.returncode,
-                    timed_out=record.timed_out, output_tail=record.output_tail, report=report_json(record.report))
+    return Baseline(
+        "measured",
+        test_command,
+        tests_passed=record.passed,
+        returncode=record.returncode,
+        timed_out=record.timed_out,
+        output_tail=record.output_tail,
+        report=report_json(record.report),
+    )
 
 
 class BackgroundBaseline:
@@ -26,8 +37,15 @@ class BackgroundBaseline:
     rather than running the setup twice.
     """
 
-    def __init__(self, env, spec: records.RunSpec, directory: Path, test_command: str | None, control: RunControl,
-                 base_commit: str):
+    def __init__(
+        self,
+        env: "RunEnv",
+        spec: records.RunSpec,
+        directory: Path,
+        test_command: str | None,
+        control: RunControl,
+        base_commit: str,
+    ) -> None:
         self._args = (env, spec, directory, test_command, control)
         self.base_commit = base_commit
         self._thread = threading.Thread(target=self._run, name=f"baseline-{spec.solve_id[:8]}", daemon=True)
@@ -39,19 +57,30 @@ class BackgroundBaseline:
     def _run(self) -> None:
         env, spec, directory, test_command, control = self._args
         try:
-            records.save_baseline(env.session_factory, spec.solve_id, self._measure(env, spec, directory,
-                                                                                     test_command, control))
+            records.save_baseline(
+                env.session_factory, spec.solve_id, self._measure(env, spec, directory, test_command, control)
+            )
         except Exception as exc:  # noqa: BLE001 - a baseline is informative; its failure must not fail the run
-            records.save_baseline(env.session_factory, spec.solve_id,
-                                  Baseline("error", test_command, error=f"{type(exc).__name__}: {exc}"))
+            records.save_baseline(
+                env.session_factory,
+                spec.solve_id,
+                Baseline("error", test_command, error=f"{type(exc).__name__}: {exc}"),
+            )
         finally:
             env.workspaces.remove(directory)
 
-    def _measure(self, env, spec, directory: Path, test_command: str | None, control: RunControl) -> Baseline:
+    def _measure(
+        self, env: "RunEnv", spec: records.RunSpec, directory: Path, test_command: str | None, control: RunControl
+    ) -> Baseline:
         env.workspaces.checkout(spec.repo_url, spec.base_branch, directory / "work", commit=self.base_commit)
-        sandbox = create_sandbox(env.settings.sandbox, workspace=directory / "work", home=directory / "home",
-                                 network=spec.network,
-                                 command_timeout=env.settings.command_timeout_s, settings=env.settings)
+        sandbox = create_sandbox(
+            env.settings.sandbox,
+            workspace=directory / "work",
+            home=directory / "home",
+            network=spec.network,
+            command_timeout=env.settings.command_timeout_s,
+            settings=env.settings,
+        )
         control.attach(sandbox)
         try:
             return measure(sandbox, test_command, env.settings.test_timeout_s)

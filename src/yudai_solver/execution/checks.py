@@ -8,6 +8,8 @@ later, once per solve, by `verification`).
 """
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from yudai_solver.base.run_results import ChangeRecord, ReproductionCheck
 from yudai_solver.execution.validation import DiffStats, apply_patch_text, read_regular, restore_tests, tail
@@ -37,10 +39,15 @@ class TestRecord:
     def passed(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 
-    def as_json(self) -> dict:
-        return {"command": self.command, "returncode": self.returncode, "timed_out": self.timed_out,
-                "duration_s": round(self.duration_s, 3), "output_tail": self.output_tail,
-                "report": report_json(self.report)}
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "returncode": self.returncode,
+            "timed_out": self.timed_out,
+            "duration_s": round(self.duration_s, 3),
+            "output_tail": self.output_tail,
+            "report": report_json(self.report),
+        }
 
 
 def run_tests(sandbox: Sandbox, command: str, timeout: float) -> TestRecord:
@@ -56,10 +63,15 @@ def split_change(stats: DiffStats, test_paths: list[str] | None) -> ChangeSplit:
     return split_patch(patch, globs=test_paths)
 
 
-def change_record(workspace, split: ChangeSplit) -> ChangeRecord:
+def change_record(workspace: Path, split: ChangeSplit) -> ChangeRecord:
     """The run's change as stored: its split, and its source fingerprint read from its workspace."""
-    return ChangeRecord(tuple(split.source_files), tuple(split.tests_added), tuple(split.tests_modified),
-                        source_fingerprint(workspace, split), changed_lines(split.source_patch))
+    return ChangeRecord(
+        tuple(split.source_files),
+        tuple(split.tests_added),
+        tuple(split.tests_modified),
+        source_fingerprint(workspace, split),
+        changed_lines(split.source_patch),
+    )
 
 
 def changed_lines(patch: str) -> int:
@@ -75,27 +87,29 @@ def changed_lines(patch: str) -> int:
     return count
 
 
-def source_fingerprint(workspace, split: ChangeSplit) -> str | None:
+def source_fingerprint(workspace: Path, split: ChangeSplit) -> str | None:
     """The run's source change, normalised (see `agreement`), read from its workspace without following links."""
     if not split.source_files or len(split.source_files) > MAX_FINGERPRINT_FILES:
         return None
-    contents = {}
+    contents: dict[str, str | None] = {}
     for path in split.source_files:
         data = read_regular(workspace, path, MAX_FINGERPRINT_BYTES)
         contents[path] = data.decode("utf-8", errors="replace") if data is not None else None
     return fingerprint(contents)
 
 
-def validate_source(sandbox: Sandbox, workspace, base_commit: str, split: ChangeSplit, command: str,
-                    timeout: float) -> TestRecord:
+def validate_source(
+    sandbox: Sandbox, workspace: Path, base_commit: str, split: ChangeSplit, command: str, timeout: float
+) -> TestRecord:
     """The test command over the run's source change and the base's own test files."""
     if split.tests_modified or split.tests_added:
         restore_tests(workspace, base_commit, modified=split.tests_modified, added=split.tests_added)
     return run_tests(sandbox, command, timeout)
 
 
-def check_own_reproductions(sandbox: Sandbox, workspace, split: ChangeSplit, command: str,
-                            timeout: float) -> list[ReproductionCheck]:
+def check_own_reproductions(
+    sandbox: Sandbox, workspace: Path, split: ChangeSplit, command: str, timeout: float
+) -> list[ReproductionCheck]:
     """Put the run's added test files back and run each alone against the run's fix."""
     if not split.tests_added:
         return []

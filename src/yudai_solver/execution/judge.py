@@ -14,6 +14,7 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from yudai_solver.execution.agent import _model_kwargs, _register_price, model_name
 from yudai_solver.execution.mswea import litellm
@@ -57,7 +58,7 @@ def judge(
     *,
     provider: str,
     model_id: str,
-    config: dict,
+    config: dict[str, Any],
     timeout_s: int,
     issue_title: str,
     issue_body: str,
@@ -158,8 +159,9 @@ def _parse(content: str) -> tuple[str, str, str | None]:
     if found is None:
         return "", "", _cap(f"no JSON object in the answer: {content[:_ANSWER_EXCERPT_CHARS]!r}", ERROR_CHARS)
     rationale = found.get("rationale")
-    rationale = _cap(rationale if isinstance(rationale, str) else "" if rationale is None else str(rationale),
-                     RATIONALE_CHARS)
+    rationale = _cap(
+        rationale if isinstance(rationale, str) else "" if rationale is None else str(rationale), RATIONALE_CHARS
+    )
     choice = found.get("choice")
     if not isinstance(choice, str) or not choice.strip():
         return "", rationale, _cap(f"the answer's JSON has no choice: {json.dumps(found)[:200]}", ERROR_CHARS)
@@ -167,14 +169,14 @@ def _parse(content: str) -> tuple[str, str, str | None]:
 
 
 def _normalise_label(choice: str) -> str:
-    """"B", "b", " B. ", "Candidate B", "(B)" -> "B"."""
+    """ "B", "b", " B. ", "Candidate B", "(B)" -> "B"."""
     label = choice.strip().strip("\"'()[]{}<>.:,;*` ").upper()
     if label.startswith("CANDIDATE"):
-        label = label[len("CANDIDATE"):].strip(" :#-")
+        label = label[len("CANDIDATE") :].strip(" :#-")
     return label
 
 
-def _tokens(response) -> int:
+def _tokens(response: object) -> int:
     usage = getattr(response, "usage", None)
     if usage is None:
         return 0
@@ -184,7 +186,7 @@ def _tokens(response) -> int:
         return 0
 
 
-def _cost(response) -> float:
+def _cost(response: object) -> float:
     try:
         return float(litellm.completion_cost(completion_response=response) or 0.0)
     except Exception:  # noqa: BLE001 - an unknown model's price costs 0, like the runs' (`ignore_errors`).

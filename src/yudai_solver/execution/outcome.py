@@ -5,6 +5,7 @@ stored JSON is read back as types by `base.run_results.RunDiagnostics`.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from yudai_solver.base.run_results import ChangeRecord, ReproductionCheck
 from yudai_solver.execution.checks import TestRecord
@@ -18,8 +19,8 @@ TAIL = 2000
 class RunAbout:
     """What ran the run: the package versions, the model and its settings, the worker."""
 
-    versions: dict
-    model: dict
+    versions: dict[str, str]
+    model: dict[str, Any]
     worker: str
 
 
@@ -37,9 +38,14 @@ class CommandRecord:
     def of(cls, done: CommandResult) -> "CommandRecord":
         return cls(done.command, done.returncode, done.timed_out, done.duration_s, tail(done.output, TAIL))
 
-    def as_json(self) -> dict:
-        return {"command": self.command, "returncode": self.returncode, "timed_out": self.timed_out,
-                "duration_s": round(self.duration_s, 3), "output_tail": self.output_tail}
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "returncode": self.returncode,
+            "timed_out": self.timed_out,
+            "duration_s": round(self.duration_s, 3),
+            "output_tail": self.output_tail,
+        }
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class StrategyChoice:
     used: str
     why: str
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"requested": self.requested, "used": self.used, "why": self.why}
 
 
@@ -62,7 +68,7 @@ class AgentOutcome:
     tokens: int
     cost: float
     steps: int
-    trajectory: dict
+    trajectory: dict[str, Any]
     """The run's `trajectory_data` (see `agent.trajectory`)."""
 
 
@@ -86,7 +92,7 @@ class TestOutcome:
     def passed(self) -> bool | None:
         return self.record.passed if self.record is not None else None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         if self.record is None:
             return {"command": None, "detected": self.detected}
         return self.record.as_json() | {"detected": self.detected}
@@ -110,23 +116,27 @@ class RunOutcome:
     reproduction: tuple[ReproductionCheck, ...] | None = None
     """None when the reproduction tests were not checked (no test command, or the run stopped before)."""
 
-    def columns(self) -> dict:
+    def columns(self) -> dict[str, Any]:
         """The values of the run's row: the columns of the parts there are, and `diagnostics`."""
-        values: dict = {}
+        values: dict[str, Any] = {}
         if self.sandbox_id is not None:
             values["sandbox_id"] = self.sandbox_id
         if self.agent is not None:
-            values.update(tokens=self.agent.tokens, cost=self.agent.cost, steps=self.agent.steps,
-                          trajectory_data=self.agent.trajectory)
+            values.update(
+                tokens=self.agent.tokens,
+                cost=self.agent.cost,
+                steps=self.agent.steps,
+                trajectory_data=self.agent.trajectory,
+            )
         if self.change is not None:
             values.update(loc_changed=self.change.stats.loc_changed, files_changed=self.change.stats.files_changed)
         if self.test is not None:
             values["tests_passed"] = self.test.passed
         return values | {"latency_ms": self.latency_ms, "diagnostics": self.diagnostics()}
 
-    def diagnostics(self) -> dict:
+    def diagnostics(self) -> dict[str, Any]:
         """The run's `diagnostics` JSON: the one serializer of its result (`RunDiagnostics` reads it back)."""
-        data: dict = {"versions": self.about.versions, "model": self.about.model, "worker": self.about.worker}
+        data: dict[str, Any] = {"versions": self.about.versions, "model": self.about.model, "worker": self.about.worker}
         if self.base_commit is not None:
             data["base_commit"] = self.base_commit
         if self.setup is not None:
@@ -136,8 +146,11 @@ class RunOutcome:
         if self.agent is not None:
             data["agent_exit_status"] = self.agent.exit_status
         if self.change is not None:
-            data.update(patch=self.change.stats.patch, patch_truncated=self.change.stats.patch_truncated,
-                        change=self.change.record.as_json())
+            data.update(
+                patch=self.change.stats.patch,
+                patch_truncated=self.change.stats.patch_truncated,
+                change=self.change.record.as_json(),
+            )
         if self.test is not None:
             data["test"] = self.test.as_json()
         if self.reproduction is not None:

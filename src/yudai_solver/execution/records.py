@@ -3,9 +3,12 @@
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,15 +16,17 @@ from yudai_solver.base import statuses
 from yudai_solver.base.db import storable, transaction
 from yudai_solver.base.models import AIModel, Solve, SolveRun, utcnow
 from yudai_solver.base.run_results import Baseline
+from yudai_solver.execution.control import RunControl
 from yudai_solver.solving.reducer import cancel_other_runs, finish_if_done
-
 
 log = logging.getLogger(__name__)
 DB_OUTAGE_S = 120
 BASELINE_POLL_S = 0.2
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-def surviving_outages(fn):
+def surviving_outages(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Retry a write while the database is unreachable (a restart, a failover), for up to DB_OUTAGE_S.
 
     Each call is one transaction, so a retry repeats all of it or none; a run must not fail, nor stay `running`
@@ -29,7 +34,7 @@ def surviving_outages(fn):
     """
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         deadline, pause = time.monotonic() + DB_OUTAGE_S, 0.2
         while True:
             try:
@@ -63,7 +68,7 @@ class RunSpec:
     model_name: str
     provider: str
     model_id: str
-    model_config: dict
+    model_config: dict[str, Any]
     temperature: float
     max_edits: int
     evolution: str
@@ -77,7 +82,7 @@ def claim(factory: sessionmaker[Session], run_id: str) -> RunSpec | None:
         run = session.scalar(select(SolveRun).where(SolveRun.id == run_id).with_for_update())
         if run is None or run.status != statuses.PENDING:
             return None
-        solve = session.get(Solve, run.solve_id)
+        solve = session.get_one(Solve, run.solve_id)
         model = session.scalar(select(AIModel).where(AIModel.name == run.model))
         statuses.transition(run, statuses.RUNNING)
         run.attempts, run.heartbeat_at = run.attempts + 1, utcnow()
@@ -93,26 +98,55 @@ def claim(factory: sessionmaker[Session], run_id: str) -> RunSpec | None:
 
 def _spec(run: SolveRun, solve: Solve, model: AIModel) -> RunSpec:
     return RunSpec(
-        run.id, solve.id, solve.repo_url, solve.base_branch or "main", solve.issue_number, solve.issue_title or "",
-        solve.issue_body or "", solve.setup_command, solve.test_command, bool((solve.limits or {}).get("early_stop")),
-        bool((solve.limits or {}).get("network")), solve.base_commit,
-        model.name, model.provider, model.model_id, dict(model.config or {}), run.temperature, run.max_edits,
-        run.evolution, solve.test_paths,
+        run.id,
+        solve.id,
+        solve.repo_url,
+        solve.base_branch or "main",
+        solve.issue_number,
+        solve.issue_title or "",
+        solve.issue_body or "",
+        solve.setup_command,
+        solve.test_command,
+        bool((solve.limits or {}).get("early_stop")),
+        bool((solve.limits or {}).get("network")),
+        solve.base_commit,
+        model.name,
+        model.provider,
+        model.model_id,
+        dict(model.config or {}),
+        run.temperature,
+        run.max_edits,
+        run.evolution,
+        solve.test_paths,
     )
 
 
 @surviving_outages
-def save_progress(factory: sessionmaker[Session], run_id: str, *, steps: list[dict], tokens: int, cost: float = 0.0,
-                  sandbox_id=None):
+def save_progress(
+    factory: sessionmaker[Session],
+    run_id: str,
+    *,
+    steps: list[dict[str, Any]],
+    tokens: int,
+    cost: float = 0.0,
+    sandbox_id: str | None = None,
+) -> None:
     """Steps, tokens and cost so far — visible while the run works, and what the cost budget counts; also the
     run's heartbeat."""
-    values = {"trajectory_data": {"exit_status": None, "total_steps": len(steps), "steps": list(steps)},
-              "steps": len(steps), "tokens": tokens, "cost": cost, "heartbeat_at": utcnow()}
+    values: dict[str, object] = {
+        "trajectory_data": {"exit_status": None, "total_steps": len(steps), "steps": list(steps)},
+        "steps": len(steps),
+        "tokens": tokens,
+        "cost": cost,
+        "heartbeat_at": utcnow(),
+    }
     if sandbox_id:
         values["sandbox_id"] = sandbox_id
     with transaction(factory) as session:
         session.execute(
-            update(SolveRun).where(SolveRun.id == run_id, SolveRun.status == statuses.RUNNING).values(**storable(values))
+            update(SolveRun)
+            .where(SolveRun.id == run_id, SolveRun.status == statuses.RUNNING)
+            .values(**storable(values))
         )
 
 
@@ -123,21 +157,24 @@ def claim_baseline(factory: sessionmaker[Session], solve_id: str) -> bool:
         result = session.execute(
             update(Solve).where(Solve.id == solve_id, Solve.baseline.is_(None)).values(baseline={"state": "measuring"})
         )
+        assert isinstance(result, CursorResult)  # what an UPDATE without RETURNING answers
         return result.rowcount == 1
 
 
 @surviving_outages
 def save_baseline(factory: sessionmaker[Session], solve_id: str, baseline: Baseline) -> None:
     with transaction(factory) as session:
-        session.get(Solve, solve_id).baseline = storable(baseline.as_json())
+        session.get_one(Solve, solve_id).baseline = storable(baseline.as_json())
 
 
-def wait_for_baseline(factory: sessionmaker[Session], solve_id: str, control, *, timeout_s: float) -> dict | None:
+def wait_for_baseline(
+    factory: sessionmaker[Session], solve_id: str, control: RunControl, *, timeout_s: float
+) -> dict[str, Any] | None:
     """The solve's baseline once measured (or failed to measure); None if the run is stopped or it takes too long."""
     deadline = time.monotonic() + timeout_s
     while not control.stopped and time.monotonic() < deadline:
         with factory() as session:
-            baseline = session.scalar(select(Solve.baseline).where(Solve.id == solve_id))
+            baseline: dict[str, Any] | None = session.scalar(select(Solve.baseline).where(Solve.id == solve_id))
         if baseline and baseline.get("state") != "measuring":
             return baseline
         control.cancel_event.wait(BASELINE_POLL_S)
@@ -145,14 +182,16 @@ def wait_for_baseline(factory: sessionmaker[Session], solve_id: str, control, *,
 
 
 @surviving_outages
-def finish(factory: sessionmaker[Session], spec: RunSpec, *, status: str, error: str | None, values: dict) -> list[str]:
+def finish(
+    factory: sessionmaker[Session], spec: RunSpec, *, status: str, error: str | None, values: dict[str, Any]
+) -> list[str]:
     """Store the run's result unless someone else ended it first (cancel, budget); settle the solve.
 
     Returns the ids of runs cancelled by early stop, so the caller can kill their commands.
     """
     stopped: list[str] = []
     with transaction(factory) as session:
-        run = session.scalar(select(SolveRun).where(SolveRun.id == spec.run_id).with_for_update())
+        run = session.scalars(select(SolveRun).where(SolveRun.id == spec.run_id).with_for_update()).one()
         if run.status == statuses.RUNNING:
             for key, value in storable(values).items():
                 setattr(run, key, value)
@@ -168,7 +207,7 @@ def finish(factory: sessionmaker[Session], spec: RunSpec, *, status: str, error:
 def requeue(factory: sessionmaker[Session], run_id: str) -> None:
     """Put a run interrupted by a shutdown back in the queue, forgetting its partial progress."""
     with transaction(factory) as session:
-        run = session.scalar(select(SolveRun).where(SolveRun.id == run_id).with_for_update())
+        run = session.scalars(select(SolveRun).where(SolveRun.id == run_id).with_for_update()).one()
         if run.status == statuses.RUNNING:
             statuses.transition(run, statuses.PENDING)
             run.trajectory_data, run.steps, run.tokens, run.sandbox_id = None, None, None, None
@@ -179,7 +218,8 @@ def watch(factory: sessionmaker[Session], run_id: str, *, heartbeat: bool) -> tu
     with transaction(factory) as session:
         if heartbeat:
             session.execute(
-                update(SolveRun).where(SolveRun.id == run_id, SolveRun.status == statuses.RUNNING)
+                update(SolveRun)
+                .where(SolveRun.id == run_id, SolveRun.status == statuses.RUNNING)
                 .values(heartbeat_at=utcnow())
             )
         row = session.execute(select(SolveRun.status, SolveRun.error_message).where(SolveRun.id == run_id)).first()
@@ -201,7 +241,8 @@ def settle_lost_run(factory: sessionmaker[Session], run_id: str, *, max_attempts
         if run.attempts >= max_attempts:
             statuses.transition(run, statuses.FAILED, error="worker lost")
             session.flush()
-            finish_if_done(session, run.solve_id)
+            if run.solve_id is not None:  # always: every run has a solve (the seed's column is nullable)
+                finish_if_done(session, run.solve_id)
             return "failed"
         statuses.transition(run, statuses.PENDING)
         return "retry"
@@ -209,8 +250,6 @@ def settle_lost_run(factory: sessionmaker[Session], run_id: str, *, max_attempts
 
 def silent_runs(factory: sessionmaker[Session], *, older_than_s: float) -> list[tuple[str, str, int | None]]:
     """(run id, solve id, job id) of runs still `running` whose heartbeat stopped: their worker is gone."""
-    from datetime import timedelta
-
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     with factory() as session:
         rows = session.execute(
@@ -218,7 +257,8 @@ def silent_runs(factory: sessionmaker[Session], *, older_than_s: float) -> list[
                 SolveRun.status == statuses.RUNNING, SolveRun.heartbeat_at < cutoff
             )
         ).all()
-    return [tuple(row) for row in rows]
+    # Every run has a solve: the seed's column is nullable, the filter only says so to the type checker.
+    return [(run_id, solve_id, job_id) for run_id, solve_id, job_id in rows if solve_id is not None]
 
 
 @surviving_outages
@@ -229,14 +269,20 @@ def set_job(factory: sessionmaker[Session], run_id: str, job_id: int) -> None:
 
 def running_sandbox_ids(factory: sessionmaker[Session]) -> set[str]:
     with factory() as session:
-        return set(session.scalars(select(SolveRun.sandbox_id).where(
-            SolveRun.status == statuses.RUNNING, SolveRun.sandbox_id.is_not(None))))
+        return set(
+            session.scalars(
+                select(SolveRun.sandbox_id).where(SolveRun.status == statuses.RUNNING, SolveRun.sandbox_id.is_not(None))
+            )
+        )
 
 
 @surviving_outages
 def pin_base_commit(factory: sessionmaker[Session], solve_id: str, commit: str) -> str:
     """The solve's base commit: `commit` if this is the first run to pin one, else the one pinned before."""
     with transaction(factory) as session:
-        session.execute(update(Solve).where(Solve.id == solve_id, Solve.base_commit.is_(None))
-                        .values(base_commit=commit))
-        return session.scalar(select(Solve.base_commit).where(Solve.id == solve_id))
+        session.execute(
+            update(Solve).where(Solve.id == solve_id, Solve.base_commit.is_(None)).values(base_commit=commit)
+        )
+        pinned = session.scalar(select(Solve.base_commit).where(Solve.id == solve_id))
+        assert pinned is not None  # set just now, unless an earlier run had set it
+        return pinned

@@ -9,8 +9,11 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -112,13 +115,15 @@ def execute_run(env: RunEnv, control: RunControl) -> list[str]:
         return []
     outcome = RunOutcome(status, error, int((time.monotonic() - started) * 1000), _about(spec), **vars(parts))
     try:
-        stopped = records.finish(env.session_factory, spec, status=outcome.status, error=outcome.error,
-                                 values=outcome.columns())
+        stopped = records.finish(
+            env.session_factory, spec, status=outcome.status, error=outcome.error, values=outcome.columns()
+        )
     except Exception as exc:  # a result the database refuses must not leave the run running
         log.exception("storing the result of run %s failed", spec.run_id)
         error = tail(f"storing the result failed: {type(exc).__name__}: {exc}", TAIL)
-        stopped = records.finish(env.session_factory, spec, status=statuses.FAILED, error=error,
-                                 values={"latency_ms": outcome.latency_ms})
+        stopped = records.finish(
+            env.session_factory, spec, status=statuses.FAILED, error=error, values={"latency_ms": outcome.latency_ms}
+        )
     return stopped
 
 
@@ -131,8 +136,14 @@ def _describe(exc: Exception, control: RunControl) -> str:
 def _work(run: _Run, parts: _Parts) -> None:
     parts.base_commit = base_commit = _checkout(run.env, run.spec, run.workspace)
     settings = run.env.settings
-    sandbox = create_sandbox(settings.sandbox, workspace=run.workspace, home=run.run_dir / "home",
-                             network=run.spec.network, command_timeout=settings.command_timeout_s, settings=settings)
+    sandbox = create_sandbox(
+        settings.sandbox,
+        workspace=run.workspace,
+        home=run.run_dir / "home",
+        network=run.spec.network,
+        command_timeout=settings.command_timeout_s,
+        settings=settings,
+    )
     run.control.attach(sandbox)
     parts.sandbox_id = sandbox.sandbox_id
     try:
@@ -154,7 +165,7 @@ def _checkout(env: RunEnv, spec: RunSpec, workspace: Path) -> str:
 def _in_sandbox(run: _Run, place: _Place, parts: _Parts) -> None:
     spec, control = run.spec, run.control
     if spec.setup_command:
-        parts.setup = _setup(run, place.sandbox)
+        parts.setup = _setup(run, place.sandbox, spec.setup_command)
         _require_success(parts.setup)
     setup_artifacts = untracked_patterns(place.workspace, place.base_commit) if spec.setup_command else []
     test_command = spec.test_command or detect_test_command(place.workspace)
@@ -190,16 +201,19 @@ def _strategy(run: _Run, test_command: str | None, background: BackgroundBaselin
     else:
         if background is not None:
             background.join()
-        baseline = Baseline.from_json(records.wait_for_baseline(
-            run.env.session_factory, spec.solve_id, run.control, timeout_s=run.env.settings.test_timeout_s + 60))
+        baseline = Baseline.from_json(
+            records.wait_for_baseline(
+                run.env.session_factory, spec.solve_id, run.control, timeout_s=run.env.settings.test_timeout_s + 60
+            )
+        )
         if baseline is None or baseline.tests_passed is False:
             return None
         why = "the baseline's tests all pass"
     return StrategyChoice(requested=spec.evolution, used=AUTO_STRATEGY, why=why)
 
 
-def _setup(run: _Run, sandbox: Sandbox) -> CommandRecord:
-    done = sandbox.run(run.spec.setup_command, timeout=run.env.settings.setup_timeout_s, network=True)
+def _setup(run: _Run, sandbox: Sandbox, command: str) -> CommandRecord:
+    done = sandbox.run(command, timeout=run.env.settings.setup_timeout_s, network=True)
     return CommandRecord.of(done)
 
 
@@ -215,38 +229,61 @@ def _baseline(run: _Run, place: _Place, test_command: str | None) -> BackgroundB
     if not records.claim_baseline(env.session_factory, spec.solve_id):
         return None
     if spec.setup_command:
-        records.save_baseline(env.session_factory, spec.solve_id,
-                              measure(place.sandbox, test_command, env.settings.test_timeout_s))
+        records.save_baseline(
+            env.session_factory, spec.solve_id, measure(place.sandbox, test_command, env.settings.test_timeout_s)
+        )
         return None
     return BackgroundBaseline(env, spec, run.run_dir / "baseline", test_command, run.control, place.base_commit)
 
 
 def _agent(run: _Run, sandbox: Sandbox, evolution: str) -> tuple[AgentOutcome, str | None]:
     """The agent's loop over the issue, and its error if the loop raised."""
-    # Imported here: mini-swe-agent configures itself on import, which only a worker should trigger.
+    # Imported here: both import mini-swe-agent, which takes seconds and configures itself on import (a banner, a
+    # config directory, litellm's price list): only a worker that executes a run should trigger that.
     from yudai_solver.execution.agent import SolverAgent, build_model, run_agent, task_text, trajectory
     from yudai_solver.execution.strategies import get_strategy
 
     env, spec = run.env, run.spec
-    model = build_model(provider=spec.provider, model_id=spec.model_id, config=spec.model_config,
-                        temperature=spec.temperature, timeout_s=env.settings.model_timeout_s)
-    agent = SolverAgent(model, sandbox, cancel_event=run.control.cancel_event, step_limit=spec.max_edits,
-                        **get_strategy(evolution).agent_config())
-    agent.on_step = _throttled(lambda: records.save_progress(
-        env.session_factory, spec.run_id, steps=agent.steps, tokens=agent.tokens, cost=agent.cost,
-        sandbox_id=sandbox.sandbox_id
-    ))
+    model = build_model(
+        provider=spec.provider,
+        model_id=spec.model_id,
+        config=spec.model_config,
+        temperature=spec.temperature,
+        timeout_s=env.settings.model_timeout_s,
+    )
+    agent = SolverAgent(
+        model,
+        sandbox,
+        cancel_event=run.control.cancel_event,
+        step_limit=spec.max_edits,
+        **get_strategy(evolution).agent_config(),
+    )
+    agent.on_step = _throttled(
+        lambda: records.save_progress(
+            env.session_factory,
+            spec.run_id,
+            steps=agent.steps,
+            tokens=agent.tokens,
+            cost=agent.cost,
+            sandbox_id=sandbox.sandbox_id,
+        )
+    )
     result = run_agent(agent, task_text(spec.issue_title, spec.issue_body))
-    outcome = AgentOutcome(result.exit_status, result.tokens, result.cost, len(result.steps),
-                           trajectory(agent, result.exit_status, env.settings.max_trajectory_bytes))
+    outcome = AgentOutcome(
+        result.exit_status,
+        result.tokens,
+        result.cost,
+        len(result.steps),
+        trajectory(agent, result.exit_status, env.settings.max_trajectory_bytes),
+    )
     return outcome, result.error
 
 
-def _throttled(save, interval_s: float = PROGRESS_INTERVAL_S):
+def _throttled(save: Callable[[], None], interval_s: float = PROGRESS_INTERVAL_S) -> Callable[[dict[str, Any]], None]:
     """Call `save` on the first step, then at most once per interval: the result write stores the rest."""
     last = [float("-inf")]
 
-    def on_step(_step: dict) -> None:
+    def on_step(_step: dict[str, Any]) -> None:
         now = time.monotonic()
         if now - last[0] >= interval_s:
             last[0] = now
@@ -263,21 +300,26 @@ def _test(run: _Run, place: _Place, split: ChangeSplit, test_command: str | None
     timeout = run.env.settings.test_timeout_s
     record = checks.validate_source(place.sandbox, place.workspace, place.base_commit, split, test_command, timeout)
     parts.test = TestOutcome(record, detected=not run.spec.test_command)
-    parts.reproduction = tuple(checks.check_own_reproductions(place.sandbox, place.workspace, split, test_command,
-                                                              timeout))
+    parts.reproduction = tuple(
+        checks.check_own_reproductions(place.sandbox, place.workspace, split, test_command, timeout)
+    )
 
 
 def _about(spec: RunSpec) -> RunAbout:
     return RunAbout(versions=_versions(), model=_model_info(spec), worker=WORKER_ID)
 
 
-def _versions() -> dict:
-    from importlib.metadata import version
-
+def _versions() -> dict[str, str]:
     return {"yudai_solver": __version__, "mini_swe_agent": version("mini-swe-agent")}
 
 
-def _model_info(spec: RunSpec) -> dict:
-    return {"name": spec.model_name, "provider": spec.provider, "model_id": spec.model_id,
-            "api_base": spec.model_config.get("api_base"), "temperature": spec.temperature,
-            "max_edits": spec.max_edits, "evolution": spec.evolution}
+def _model_info(spec: RunSpec) -> dict[str, Any]:
+    return {
+        "name": spec.model_name,
+        "provider": spec.provider,
+        "model_id": spec.model_id,
+        "api_base": spec.model_config.get("api_base"),
+        "temperature": spec.temperature,
+        "max_edits": spec.max_edits,
+        "evolution": spec.evolution,
+    }

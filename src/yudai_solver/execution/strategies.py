@@ -11,8 +11,8 @@ from typing import Any, TypedDict
 import yaml
 
 from yudai_solver.base.errors import InvalidInput
-from yudai_solver.solving.matrix import AUTO_STRATEGY
 from yudai_solver.execution.mswea import builtin_config_dir
+from yudai_solver.solving.matrix import AUTO_STRATEGY
 
 _MINIMAL_FIX = """
 

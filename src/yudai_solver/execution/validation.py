@@ -116,8 +116,18 @@ def _changed_lines(numstat_line: str) -> int:
 
 def _patch(env: dict[str, str], base_commit: str) -> tuple[str, bool]:
     """The binary-safe patch, read only up to MAX_PATCH_BYTES so a huge diff never fills memory."""
-    head, truncated = git.head("diff", "--cached", "--binary", "-M", "--no-ext-diff", "--no-textconv", base_commit,
-                               "--", limit=MAX_PATCH_BYTES, env=env)
+    head, truncated = git.head(
+        "diff",
+        "--cached",
+        "--binary",
+        "-M",
+        "--no-ext-diff",
+        "--no-textconv",
+        base_commit,
+        "--",
+        limit=MAX_PATCH_BYTES,
+        env=env,
+    )
     return head.decode("utf-8", errors="replace"), truncated
 
 

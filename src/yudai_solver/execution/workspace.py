@@ -58,11 +58,30 @@ class WorkspaceCache:
         # dominates). The shared clone wins on safety: a worktree registers itself in the mirror, and
         # `fetch` into the mirror then refuses to update a branch some worktree has checked out.
         identity = ["-c", f"user.name={GIT_USER_NAME}", "-c", f"user.email={GIT_USER_EMAIL}"]  # into .git/config
-        _git("clone", "--quiet", "--shared", "--no-checkout", *identity, "--", str(mirror), str(dest),
-             timeout=git.LONG_TIMEOUT_S)
+        _git(
+            "clone",
+            "--quiet",
+            "--shared",
+            "--no-checkout",
+            *identity,
+            "--",
+            str(mirror),
+            str(dest),
+            timeout=git.LONG_TIMEOUT_S,
+        )
         # Parallel checkout (one worker per core): writing the files is most of a checkout's time.
-        _git("-c", "checkout.workers=0", "checkout", "--quiet", "-B", base_branch, sha, "--", cwd=dest,
-             timeout=git.LONG_TIMEOUT_S)
+        _git(
+            "-c",
+            "checkout.workers=0",
+            "checkout",
+            "--quiet",
+            "-B",
+            base_branch,
+            sha,
+            "--",
+            cwd=dest,
+            timeout=git.LONG_TIMEOUT_S,
+        )
         _git("remote", "remove", "origin", cwd=dest)
         return sha
 
@@ -85,8 +104,15 @@ class WorkspaceCache:
     def _refresh(self, repo: str) -> Path:
         mirror = self.root / mirror_name(repo)
         if (mirror / "HEAD").exists():
-            _git("fetch", "--quiet", "--prune", "origin", cwd=mirror, extra_env=self._credentials(repo),
-                 timeout=git.LONG_TIMEOUT_S)
+            _git(
+                "fetch",
+                "--quiet",
+                "--prune",
+                "origin",
+                cwd=mirror,
+                extra_env=self._credentials(repo),
+                timeout=git.LONG_TIMEOUT_S,
+            )
         else:
             _clone_mirror(repo, mirror, self._credentials(repo))
         return mirror
@@ -113,8 +139,17 @@ def _clone_mirror(repo: str, mirror: Path, credentials: dict[str, str]) -> None:
     partial = mirror.with_name(f"{mirror.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         # --no-hardlinks: a local source shares no file with the mirror, so nothing done here can reach it.
-        _git("clone", "--quiet", "--mirror", "--no-hardlinks", "--", repo, str(partial), extra_env=credentials,
-             timeout=git.LONG_TIMEOUT_S)
+        _git(
+            "clone",
+            "--quiet",
+            "--mirror",
+            "--no-hardlinks",
+            "--",
+            repo,
+            str(partial),
+            extra_env=credentials,
+            timeout=git.LONG_TIMEOUT_S,
+        )
         # Checkouts borrow objects from the mirror (alternates); a gc could prune one a live checkout needs.
         _git("config", "gc.auto", "0", cwd=partial)
         partial.rename(mirror)
@@ -134,8 +169,9 @@ def _branch_sha(mirror: Path, repo: str, branch: str) -> str:
     return found
 
 
-def _git(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None,
-         timeout: float = git.DEFAULT_TIMEOUT_S) -> str:
+def _git(
+    *args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None, timeout: float = git.DEFAULT_TIMEOUT_S
+) -> str:
     """stdout of git in the worker's environment plus `extra_env` (one fetch's credentials); GitError on failure."""
     return git.text(*args, env=git.trusted_env() | (extra_env or {}), cwd=cwd, timeout=timeout)
 

@@ -10,8 +10,16 @@ from yudai_solver.sandboxes.local import LocalSandbox
 from yudai_solver.sandboxes.protocol import CommandResult, Sandbox, SandboxKilled
 from yudai_solver.sandboxes.worker_guard import protect_worker_environment
 
-__all__ = ["SANDBOXES", "BubblewrapSandbox", "CommandResult", "E2BSandbox", "LocalSandbox", "Sandbox",
-           "SandboxKilled", "create_sandbox"]
+__all__ = [
+    "SANDBOXES",
+    "BubblewrapSandbox",
+    "CommandResult",
+    "E2BSandbox",
+    "LocalSandbox",
+    "Sandbox",
+    "SandboxKilled",
+    "create_sandbox",
+]
 
 # The kinds that take `settings` and `network`; `local` takes neither.
 _ISOLATING: dict[str, type[BubblewrapSandbox] | type[E2BSandbox]] = {"bubblewrap": BubblewrapSandbox, "e2b": E2BSandbox}
@@ -38,5 +46,11 @@ def create_sandbox(
     protect_worker_environment()
     if name == "local":
         return LocalSandbox(workspace=workspace, home=home, env_extra=env_extra, command_timeout=command_timeout)
-    return _ISOLATING[name](workspace=workspace, home=home, env_extra=env_extra, command_timeout=command_timeout,
-                            settings=settings, network=network)
+    return _ISOLATING[name](
+        workspace=workspace,
+        home=home,
+        env_extra=env_extra,
+        command_timeout=command_timeout,
+        settings=settings,
+        network=network,
+    )

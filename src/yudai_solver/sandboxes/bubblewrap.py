@@ -67,16 +67,25 @@ class BubblewrapSandbox(LocalSandbox):
     ):
         _check_host()
         settings = settings or Settings.model_construct()
-        super().__init__(workspace=workspace, home=home, env_extra=env_extra, command_timeout=command_timeout,
-                         max_output_bytes=max_output_bytes)
-        self._lease = UidLease(settings.data_dir / "sandbox-uids", settings.sandbox_uid_base,
-                               settings.sandbox_uid_count)
+        super().__init__(
+            workspace=workspace,
+            home=home,
+            env_extra=env_extra,
+            command_timeout=command_timeout,
+            max_output_bytes=max_output_bytes,
+        )
+        self._lease = UidLease(
+            settings.data_dir / "sandbox-uids", settings.sandbox_uid_base, settings.sandbox_uid_count
+        )
         try:
             self.config = BubblewrapConfig(
-                **self.config.model_dump(), uid=self._lease.uid,
+                **self.config.model_dump(),
+                uid=self._lease.uid,
                 network=settings.sandbox_network if network is None else network,
-                memory_mb=settings.sandbox_memory_mb, cpu_s=settings.sandbox_cpu_s,
-                file_size_mb=settings.sandbox_file_size_mb, max_processes=settings.sandbox_max_processes,
+                memory_mb=settings.sandbox_memory_mb,
+                cpu_s=settings.sandbox_cpu_s,
+                file_size_mb=settings.sandbox_file_size_mb,
+                max_processes=settings.sandbox_max_processes,
                 read_only=borrowed_object_dirs(workspace),
             )
             self.sandbox_id = f"bwrap-{uuid.uuid4().hex[:12]}"
@@ -111,8 +120,17 @@ class BubblewrapSandbox(LocalSandbox):
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
-        args += ["--ro-bind", "/etc", "/etc", "--ro-bind", str(self._private / "passwd"), "/etc/passwd",
-                 "--ro-bind", str(self._private / "group"), "/etc/group"]
+        args += [
+            "--ro-bind",
+            "/etc",
+            "/etc",
+            "--ro-bind",
+            str(self._private / "passwd"),
+            "/etc/passwd",
+            "--ro-bind",
+            str(self._private / "group"),
+            "/etc/group",
+        ]
         if os.path.islink(_RESOLV_CONF) and os.path.exists(_RESOLV_CONF):
             args += ["--ro-bind", os.path.realpath(_RESOLV_CONF), _RESOLV_CONF]
         args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(self._private / "tmp"), "/tmp"]
@@ -121,8 +139,17 @@ class BubblewrapSandbox(LocalSandbox):
         args += _parent_dirs(path for path, _ in binds)
         for path, kind in binds:
             args += [kind, path, path]
-        args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
-                 "--die-with-parent", "--new-session", "--clearenv"]
+        args += [
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname",
+            "sandbox",
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+        ]
         for name, value in self._env.items():
             args += ["--setenv", name, value]
         # setpriv needs these three to change uid and empty the bounding set; it leaves none of them behind.
@@ -132,10 +159,31 @@ class BubblewrapSandbox(LocalSandbox):
     def _argv(self, command: str, cwd: str, network: bool) -> list[str]:
         c, uid = self.config, str(self.config.uid)
         net = [] if network or c.network else ["--unshare-net"]
-        drop = ["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups", "--bounding-set", "-all",
-                "--inh-caps", "-all", "--ambient-caps", "-all", "--no-new-privs", "--"]
-        limits = ["prlimit", f"--as={c.memory_mb * MIB}", f"--cpu={c.cpu_s}", f"--fsize={c.file_size_mb * MIB}",
-                  f"--nproc={c.max_processes}", "--core=0", "--"]
+        drop = [
+            "setpriv",
+            "--reuid",
+            uid,
+            "--regid",
+            uid,
+            "--clear-groups",
+            "--bounding-set",
+            "-all",
+            "--inh-caps",
+            "-all",
+            "--ambient-caps",
+            "-all",
+            "--no-new-privs",
+            "--",
+        ]
+        limits = [
+            "prlimit",
+            f"--as={c.memory_mb * MIB}",
+            f"--cpu={c.cpu_s}",
+            f"--fsize={c.file_size_mb * MIB}",
+            f"--nproc={c.max_processes}",
+            "--core=0",
+            "--",
+        ]
         return [*self._mounts, *net, "--chdir", cwd, "--", *drop, *limits, "bash", "-c", command]
 
 
@@ -179,5 +227,7 @@ def _check_host() -> None:
     if missing:
         raise BubblewrapUnavailable(f"the bubblewrap sandbox needs {', '.join(missing)} (apt-get install bubblewrap)")
     if os.geteuid() != 0:
-        raise BubblewrapUnavailable("the bubblewrap sandbox needs a worker running as root: it gives each sandbox a "
-                                    "uid of its own and drops every capability before a command starts")
+        raise BubblewrapUnavailable(
+            "the bubblewrap sandbox needs a worker running as root: it gives each sandbox a "
+            "uid of its own and drops every capability before a command starts"
+        )

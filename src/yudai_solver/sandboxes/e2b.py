@@ -90,8 +90,11 @@ class E2BSandbox:
         settings = settings or Settings.model_construct()
         env_extra = env_extra or {}
         self.config = E2BSandboxConfig(
-            timeout=command_timeout, max_output_bytes=max_output_bytes, template=settings.e2b_template,
-            lifetime_s=settings.e2b_timeout_s, network=settings.sandbox_network if network is None else network,
+            timeout=command_timeout,
+            max_output_bytes=max_output_bytes,
+            template=settings.e2b_template,
+            lifetime_s=settings.e2b_timeout_s,
+            network=settings.sandbox_network if network is None else network,
             env_extra_names=sorted(env_extra),
         )
         self._workspace = workspace
@@ -104,10 +107,14 @@ class E2BSandbox:
         self._throttle = throttle_for(settings)
         self._throttle.acquire(timeout=settings.e2b_timeout_s)
         try:
-            self._box = _translated(lambda: sdk().create(
-                template=self.config.template, timeout=self.config.lifetime_s, allow_internet_access=self._network,
-                metadata={"app": APP, "owner": owner(settings), "workspace": str(workspace)},
-            ))
+            self._box = _translated(
+                lambda: sdk().create(
+                    template=self.config.template,
+                    timeout=self.config.lifetime_s,
+                    allow_internet_access=self._network,
+                    metadata={"app": APP, "owner": owner(settings), "workspace": str(workspace)},
+                )
+            )
         except BaseException:
             self._throttle.release()
             raise
@@ -144,7 +151,7 @@ class E2BSandbox:
             self._killed = True
         try:
             self._box.kill()
-        except Exception:  # noqa: BLE001 - it dies at its lifetime anyway; the worker must go on
+        except Exception:
             log.warning("killing e2b sandbox %s failed", self.sandbox_id, exc_info=True)
         finally:
             self._throttle.release()
@@ -167,8 +174,15 @@ class E2BSandbox:
 
     def serialize(self) -> dict[str, Any]:
         environment_type = f"{self.__class__.__module__}.{self.__class__.__name__}"
-        return {"info": {"config": {"environment": self.config.model_dump(mode="json"),
-                                    "environment_type": environment_type, "sandbox_id": self.sandbox_id}}}
+        return {
+            "info": {
+                "config": {
+                    "environment": self.config.model_dump(mode="json"),
+                    "environment_type": environment_type,
+                    "sandbox_id": self.sandbox_id,
+                }
+            }
+        }
 
     def _run_capped(self, command: str, cwd: str, timeout: float, network: bool) -> CommandResult:
         self._check_alive()
@@ -176,16 +190,21 @@ class E2BSandbox:
         capture = OutputCapture(self.config.max_output_bytes)
         started = time.monotonic()
         code, timed_out = self._call(command, cwd, timeout, lambda text: capture.add(text.encode()))
-        return CommandResult(command=command, returncode=-1 if timed_out else code, output=capture.text(),
-                             timed_out=timed_out, duration_s=time.monotonic() - started, truncated=capture.cut > 0)
+        return CommandResult(
+            command=command,
+            returncode=-1 if timed_out else code,
+            output=capture.text(),
+            timed_out=timed_out,
+            duration_s=time.monotonic() - started,
+            truncated=capture.cut > 0,
+        )
 
     def _call(self, command: str, cwd: str, timeout: float, sink: Callable[[str], None]) -> tuple[int, bool]:
         """Run `command` under `timeout -s KILL` (its whole process group dies on time); returns (code, timed out).
 
         stderr is merged into stdout inside the sandbox, so `sink` sees the output in order.
         """
-        from e2b import CommandExitException, SandboxNotRunningException, SandboxUnreachableException
-        from e2b import TimeoutException
+        from e2b import CommandExitException, SandboxNotRunningException, SandboxUnreachableException, TimeoutException
 
         limit = max(1, math.ceil(timeout))
         # Not `exec`: the shell must outlive `timeout`, which kills its own group too, to report 128 + 9.
@@ -193,8 +212,15 @@ class E2BSandbox:
         started = time.monotonic()
         self._check_alive()
         try:
-            self._box.commands.run(wrapped, envs=self._env, cwd=cwd, timeout=limit + _GRACE_S, on_stdout=sink,
-                                   on_stderr=sink, retain_output=False)
+            self._box.commands.run(
+                wrapped,
+                envs=self._env,
+                cwd=cwd,
+                timeout=limit + _GRACE_S,
+                on_stdout=sink,
+                on_stderr=sink,
+                retain_output=False,
+            )
             code = 0
         except CommandExitException as exc:
             code = exc.exit_code
@@ -233,8 +259,9 @@ class E2BSandbox:
         output = OutputCapture(2000)
         code, _ = self._call(script, HOME_DIR, 600, lambda text: output.add(text.encode()))
         if code != 0:
-            raise E2BError(f"unpacking the repository in e2b sandbox {self.sandbox_id} failed (exit {code}): "
-                           f"{output.text()}")
+            raise E2BError(
+                f"unpacking the repository in e2b sandbox {self.sandbox_id} failed (exit {code}): {output.text()}"
+            )
 
     def _untracked(self) -> set[str]:
         chunks: list[str] = []
@@ -248,8 +275,10 @@ class E2BSandbox:
             excluded = "\n".join(git.ignore_pattern(path) for path in sorted(self._setup_artifacts))
             exclude = f"printf '%s\\n' {shlex.quote(excluded)} >> .git/info/exclude && "
         # Explicit prefixes, no colour, no external drivers: the sandbox's git configuration is the agent's.
-        script = (f"{exclude}git add --all && git -c core.quotepath=off diff --cached --binary --no-color "
-                  f"--no-ext-diff --no-textconv --src-prefix=a/ --dst-prefix=b/ {base_commit}")
+        script = (
+            f"{exclude}git add --all && git -c core.quotepath=off diff --cached --binary --no-color "
+            f"--no-ext-diff --no-textconv --src-prefix=a/ --dst-prefix=b/ {base_commit}"
+        )
         patch = _BoundedText(MAX_PATCH_BYTES)
         code, timed_out = self._call(script, self.config.cwd, 600, patch.add)
         if code != 0 or timed_out:
@@ -277,10 +306,12 @@ class _BoundedText:
 def pack_repository(workspace: Path, scratch: Path) -> Path:
     """A tar holding `repo/`: a depth-1 clone of the checkout's HEAD, with no remote and no borrowed objects."""
     clone = scratch / "repo"
-    for args in (["clone", "--quiet", "--depth", "1", "--no-tags", f"file://{workspace}", str(clone)],
-                 ["-C", str(clone), "remote", "remove", "origin"],
-                 ["-C", str(clone), "config", "user.name", git.USER_NAME],
-                 ["-C", str(clone), "config", "user.email", git.USER_EMAIL]):
+    for args in (
+        ["clone", "--quiet", "--depth", "1", "--no-tags", f"file://{workspace}", str(clone)],
+        ["-C", str(clone), "remote", "remove", "origin"],
+        ["-C", str(clone), "config", "user.name", git.USER_NAME],
+        ["-C", str(clone), "config", "user.email", git.USER_EMAIL],
+    ):
         try:
             git.run(*args, env=git.trusted_env())
         except git.GitError as exc:
@@ -298,8 +329,15 @@ def apply_patch(workspace: Path, patch: str) -> None:
     """
     with tempfile.TemporaryDirectory(prefix="yudai-apply-") as scratch:
         try:
-            git.run("apply", "--binary", "--whitespace=nowarn", "-", cwd=workspace, env=git.isolated_env(scratch),
-                    stdin=patch.encode())
+            git.run(
+                "apply",
+                "--binary",
+                "--whitespace=nowarn",
+                "-",
+                cwd=workspace,
+                env=git.isolated_env(scratch),
+                stdin=patch.encode(),
+            )
         except git.GitError as exc:
             raise E2BError(f"applying the sandbox's patch failed: {exc.message}") from None
 

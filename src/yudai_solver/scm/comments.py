@@ -1,6 +1,6 @@
 """The answer on the GitHub issue once a webhook-started solve has ended: the PR's link, or why there is none."""
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base import statuses
@@ -16,18 +16,18 @@ def report_on_issue(settings: Settings, session_factory: sessionmaker[Session], 
         delivery = session.scalar(_started_by(solve_id))
         if delivery is None or delivery.comment_url:
             return None
-        solve = session.get(Solve, solve_id)
+        solve = session.get_one(Solve, solve_id)
         champion = session.get(SolveRun, solve.champion_run_id) if solve.champion_run_id else None
         repo, number, text = solve.repo_url, solve.issue_number, comment_text(solve, champion)
     host = host_for(settings, repo)
     url = host.comment(repo, number, text) if host else None
     if url:
         with transaction(session_factory) as session:
-            session.scalar(_started_by(solve_id)).comment_url = url
+            session.scalars(_started_by(solve_id)).one().comment_url = url
     return url
 
 
-def _started_by(solve_id: str):
+def _started_by(solve_id: str) -> Select[WebhookDelivery]:
     return select(WebhookDelivery).where(WebhookDelivery.solve_id == solve_id, WebhookDelivery.outcome == "started")
 
 

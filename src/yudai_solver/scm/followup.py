@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 ENDED = (statuses.COMPLETED, statuses.FAILED)
 
 
-def on_solve_ended(settings: Settings, session_factory: sessionmaker[Session], solve_id: str,
-                   workspaces: Checkouts) -> str | None:
+def on_solve_ended(
+    settings: Settings, session_factory: sessionmaker[Session], solve_id: str, workspaces: Checkouts
+) -> str | None:
     """If the solve has ended (completed or failed): open the champion's PR (if asked) and comment on the issue
     (if a webhook started the solve); else do nothing. Returns the PR's URL, if any.
 
@@ -32,14 +33,15 @@ def on_solve_ended(settings: Settings, session_factory: sessionmaker[Session], s
     url = None
     try:
         url = open_champion_pr(settings, session_factory, solve_id, workspaces)
-    except Exception:  # noqa: BLE001 - the solve has ended either way; the worker must go on
+    except Exception:
         log.exception("solve %s: opening the pull request failed", solve_id)
     _report(settings, session_factory, solve_id)
     return url
 
 
-def retry_pr(settings: Settings, session_factory: sessionmaker[Session], solve_id: str,
-             workspaces: Checkouts) -> PrOutcome:
+def retry_pr(
+    settings: Settings, session_factory: sessionmaker[Session], solve_id: str, workspaces: Checkouts
+) -> PrOutcome:
     """The retry endpoint: open the champion's PR (asked for or not) and comment if none was made yet.
 
     Conflict when the solve has no champion; a push or API failure is in the outcome (and on the run).
@@ -52,5 +54,5 @@ def retry_pr(settings: Settings, session_factory: sessionmaker[Session], solve_i
 def _report(settings: Settings, session_factory: sessionmaker[Session], solve_id: str) -> None:
     try:
         report_on_issue(settings, session_factory, solve_id)
-    except Exception:  # noqa: BLE001 - a comment is a courtesy; its failure is only logged
+    except Exception:
         log.exception("solve %s: commenting on the issue failed", solve_id)

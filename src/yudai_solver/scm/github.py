@@ -5,12 +5,18 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlparse
 
 from yudai_solver.base.git import GitError
 from yudai_solver.base.settings import Settings
 from yudai_solver.scm import git
 from yudai_solver.scm.protocol import AuthRejected, HostUnreachable, IssueData, IssueNotFound, RepoNotFound, ScmError
+
+if TYPE_CHECKING:  # githubkit is imported where a request is made (see `_api`); here only for the type checker
+    from githubkit import GitHub, Response, TokenAuthStrategy, UnauthAuthStrategy
+
+    _Client: TypeAlias = GitHub[TokenAuthStrategy] | GitHub[UnauthAuthStrategy]
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -48,13 +54,20 @@ class GitHubHost:
             if exc.status != 404:
                 raise
             if not self.repo_exists(repo):
-                raise RepoNotFound(f"repository {owner}/{name} not found, or the token cannot see it",
-                                   field="repo_url", status=404) from exc
-            raise IssueNotFound(f"issue #{number} not found in {owner}/{name}", field="issue_number",
-                                status=404) from exc
-        return IssueData(number=number, title=data.get("title") or "", body=data.get("body") or "",
-                         state=data.get("state") or "open", labels=[_label(item) for item in data.get("labels", [])],
-                         is_pull_request=bool(data.get("pull_request")))
+                raise RepoNotFound(
+                    f"repository {owner}/{name} not found, or the token cannot see it", field="repo_url", status=404
+                ) from exc
+            raise IssueNotFound(
+                f"issue #{number} not found in {owner}/{name}", field="issue_number", status=404
+            ) from exc
+        return IssueData(
+            number=number,
+            title=data.get("title") or "",
+            body=data.get("body") or "",
+            state=data.get("state") or "open",
+            labels=[_label(item) for item in data.get("labels", [])],
+            is_pull_request=bool(data.get("pull_request")),
+        )
 
     def repo_exists(self, repo: str) -> bool:
         owner, name = _split(repo)
@@ -76,10 +89,19 @@ class GitHubHost:
 
     def open_pull_request(self, repo: str, *, head: str, base: str, title: str, body: str) -> str:
         owner, name = _split(repo)
-        data = {"title": title, "head": head, "base": base, "body": body, "maintainer_can_modify": True}
         try:
             with self._api(f"opening a pull request in {owner}/{name}") as gh:
-                return gh.rest.pulls.create(owner, name, data=data).json()["html_url"]
+                return gh.rest.pulls.create(
+                    owner,
+                    name,
+                    data={
+                        "title": title,
+                        "head": head,
+                        "base": base,
+                        "body": body,
+                        "maintainer_can_modify": True,
+                    },
+                ).json()["html_url"]
         except ScmError as exc:
             existing = self._open_pull_request_for(owner, name, head) if exc.status == 422 else None
             if existing is None:
@@ -109,14 +131,20 @@ class GitHubHost:
         return True
 
     @contextmanager
-    def _api(self, doing: str) -> Iterator:
+    def _api(self, doing: str) -> "Iterator[_Client]":
         """A githubkit client; any githubkit or transport error leaves as an ScmError saying what was being done."""
         # Lazy: githubkit takes about half a second to import, and only GitHub requests need it (not the API's start).
         from githubkit import GitHub
         from githubkit.exception import GitHubException, RequestFailed
 
-        client = GitHub(self._token, base_url=self.api_url, timeout=self.timeout_s, http_cache=False,
-                        auto_retry=False, user_agent="yudai-solver")
+        client = GitHub(
+            self._token,
+            base_url=self.api_url,
+            timeout=self.timeout_s,
+            http_cache=False,
+            auto_retry=False,
+            user_agent="yudai-solver",
+        )
         try:
             with client:
                 yield client
@@ -126,14 +154,14 @@ class GitHubHost:
             raise HostUnreachable(f"{doing}: GitHub API at {self.api_url} unreachable ({_cause(exc)})") from None
 
 
-def _failed(doing: str, response) -> ScmError:
+def _failed(doing: str, response: "Response[object]") -> ScmError:
     status = response.status_code
     message = f"{doing}: GitHub answered {status} {_message(response)}".rstrip()
     kind = AuthRejected if status == 401 else ScmError
     return kind(message, status=status)
 
 
-def _message(response) -> str:
+def _message(response: "Response[object]") -> str:
     try:
         data = response.json()
     except ValueError:
@@ -149,7 +177,7 @@ def _cause(exc: Exception) -> str:
     return type(inner or exc).__name__
 
 
-def _label(item) -> str:
+def _label(item: object) -> str:
     return item.get("name", "") if isinstance(item, dict) else str(item)
 
 

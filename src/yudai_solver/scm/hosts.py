@@ -34,4 +34,3 @@ def credentials_for(settings: Settings) -> Callable[[str], dict[str, str]]:
         return host.git_credentials(repo) if host else {}
 
     return credentials
-

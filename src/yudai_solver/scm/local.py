@@ -29,8 +29,9 @@ class LocalHost:
         return {}
 
     def fetch_issue(self, repo: str, number: int) -> IssueData:
-        raise NoIssueTracker("a local repository has no issue tracker: give issue_title (and issue_body)",
-                             field="issue_title")
+        raise NoIssueTracker(
+            "a local repository has no issue tracker: give issue_title (and issue_body)", field="issue_title"
+        )
 
     def is_collaborator(self, repo: str, login: str) -> bool:
         return False

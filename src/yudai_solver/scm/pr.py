@@ -17,12 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base import statuses
-from yudai_solver.base.db import transaction
+from yudai_solver.base.db import storable, transaction
 from yudai_solver.base.errors import Conflict, NotFound
 from yudai_solver.base.models import Solve, SolveRun, utcnow
 from yudai_solver.base.run_results import RunDiagnostics
 from yudai_solver.base.settings import Settings
-from yudai_solver.base.db import storable
 from yudai_solver.scm import pr_body
 from yudai_solver.scm.git import Checkouts, Commit, build_branch
 from yudai_solver.scm.hosts import host_for
@@ -55,8 +54,9 @@ class _Plan:
     commit: Commit
 
 
-def open_champion_pr(settings: Settings, session_factory: sessionmaker[Session], solve_id: str,
-                     workspaces: Checkouts) -> str | None:
+def open_champion_pr(
+    settings: Settings, session_factory: sessionmaker[Session], solve_id: str, workspaces: Checkouts
+) -> str | None:
     """Open the PR of a solve that asked for one (`create_pr`) and has a champion; returns its URL, else None.
 
     Call it once a solve has ended (after `reducer.finish_if_done` returned True), outside its transaction.
@@ -65,14 +65,21 @@ def open_champion_pr(settings: Settings, session_factory: sessionmaker[Session],
     return attempt(settings, session_factory, solve_id, workspaces).pr_url
 
 
-def retry(settings: Settings, session_factory: sessionmaker[Session], solve_id: str,
-          workspaces: Checkouts) -> PrOutcome:
+def retry(
+    settings: Settings, session_factory: sessionmaker[Session], solve_id: str, workspaces: Checkouts
+) -> PrOutcome:
     """Open (or re-try) the champion's PR whether or not the solve asked for one; Conflict without a champion."""
     return attempt(settings, session_factory, solve_id, workspaces, force=True)
 
 
-def attempt(settings: Settings, session_factory: sessionmaker[Session], solve_id: str, workspaces: Checkouts, *,
-            force: bool = False) -> PrOutcome:
+def attempt(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    solve_id: str,
+    workspaces: Checkouts,
+    *,
+    force: bool = False,
+) -> PrOutcome:
     with _solve_lock(solve_id):
         plan = _plan(settings, session_factory, solve_id, force=force)
         if isinstance(plan, PrOutcome):
@@ -107,8 +114,10 @@ def _plan(settings: Settings, factory: sessionmaker[Session], solve_id: str, *, 
             return PrOutcome(champion.id if champion else None, None, None)
         if solve.status != statuses.COMPLETED or champion is None:
             if force:
-                raise Conflict(f"solve {solve_id} is {solve.status} without a champion: there is nothing to propose",
-                               field="status")
+                raise Conflict(
+                    f"solve {solve_id} is {solve.status} without a champion: there is nothing to propose",
+                    field="status",
+                )
             return PrOutcome(None, None, None)
         if champion.pr_url:
             return PrOutcome(champion.id, champion.pr_url, None)
@@ -130,41 +139,70 @@ def _unusable(diagnostics: RunDiagnostics) -> str | None:
     return None
 
 
-def _plan_of(settings: Settings, session: Session, solve: Solve, champion: SolveRun,
-             diagnostics: RunDiagnostics) -> _Plan:
-    runs = list(session.scalars(
-        select(SolveRun).where(SolveRun.solve_id == solve.id).order_by(SolveRun.created_at, SolveRun.id)
-    ))
-    commit = Commit(message=pr_body.commit_message(solve, champion), author_name=settings.pr_author_name,
-                    author_email=settings.pr_author_email, when=champion.completed_at or solve.completed_at or utcnow())
-    return _Plan(solve.id, champion.id, solve.repo_url, solve.base_branch or "main",
-                 diagnostics.base_commit, pr_body.branch_name(solve), diagnostics.patch,
-                 pr_body.title(solve), pr_body.body(solve, runs, champion), commit)
+def _plan_of(
+    settings: Settings, session: Session, solve: Solve, champion: SolveRun, diagnostics: RunDiagnostics
+) -> _Plan:
+    runs = list(
+        session.scalars(
+            select(SolveRun).where(SolveRun.solve_id == solve.id).order_by(SolveRun.created_at, SolveRun.id)
+        )
+    )
+    assert diagnostics.base_commit is not None  # `_unusable` refused a champion without one
+    commit = Commit(
+        message=pr_body.commit_message(solve, champion),
+        author_name=settings.pr_author_name,
+        author_email=settings.pr_author_email,
+        when=champion.completed_at or solve.completed_at or utcnow(),
+    )
+    return _Plan(
+        solve.id,
+        champion.id,
+        solve.repo_url,
+        solve.base_branch or "main",
+        diagnostics.base_commit,
+        pr_body.branch_name(solve),
+        diagnostics.patch,
+        pr_body.title(solve),
+        pr_body.body(solve, runs, champion),
+        commit,
+    )
 
 
 def _publish(settings: Settings, plan: _Plan, workspaces: Checkouts) -> str:
     host = host_for(settings, plan.repo)
     if host is None:
-        raise ScmError(f"no code host known for {plan.repo}: pull requests are made on GitHub and for local "
-                       "repositories (pushed to their origin remote)")
+        raise ScmError(
+            f"no code host known for {plan.repo}: pull requests are made on GitHub and for local "
+            "repositories (pushed to their origin remote)"
+        )
     scratch = settings.data_dir / "prs" / f"{plan.solve_id}-{uuid.uuid4().hex[:8]}"
     try:
-        build_branch(workspaces, repo=plan.repo, base_branch=plan.base_branch, base_commit=plan.base_commit,
-                     branch=plan.branch, patch=plan.patch, commit=plan.commit, dest=scratch / "work")
+        build_branch(
+            workspaces,
+            repo=plan.repo,
+            base_branch=plan.base_branch,
+            base_commit=plan.base_commit,
+            branch=plan.branch,
+            patch=plan.patch,
+            commit=plan.commit,
+            dest=scratch / "work",
+        )
         host.push(plan.repo, scratch / "work", plan.branch)
-        return host.open_pull_request(plan.repo, head=plan.branch, base=plan.base_branch, title=plan.title,
-                                      body=plan.body)
+        return host.open_pull_request(
+            plan.repo, head=plan.branch, base=plan.base_branch, title=plan.title, body=plan.body
+        )
     finally:
         workspaces.remove(scratch)
 
 
 def _record(factory: sessionmaker[Session], run_id: str, *, branch: str, url: str | None, error: str | None) -> None:
     with transaction(factory) as session:
-        run = session.scalar(select(SolveRun).where(SolveRun.id == run_id).with_for_update())
+        run = session.scalars(select(SolveRun).where(SolveRun.id == run_id).with_for_update()).one()
         if url:
             run.pr_url = url
             run.diagnostics = {k: v for k, v in (run.diagnostics or {}).items() if k != "pr_error"} | {
-                "pr_branch": branch}
+                "pr_branch": branch
+            }
         else:
             _set_pr_error(run, error or "unknown error")
 

@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -44,7 +45,7 @@ class Trigger:
     models: list[str] = field(default_factory=list)
 
 
-def verified_payload(settings: Settings, body: bytes, signature: str | None) -> dict:
+def verified_payload(settings: Settings, body: bytes, signature: str | None) -> dict[str, Any]:
     """The delivery's JSON once its HMAC-SHA256 signature checks out (compared in constant time)."""
     if settings.github_webhook_secret is None or not settings.github_webhook_secret.get_secret_value():
         raise WebhooksOff()
@@ -61,13 +62,13 @@ def verified_payload(settings: Settings, body: bytes, signature: str | None) -> 
     return payload
 
 
-def read_trigger(settings: Settings, event: str, payload: dict) -> "Trigger | str":
+def read_trigger(settings: Settings, event: str, payload: dict[str, Any]) -> "Trigger | str":
     """The permitted trigger this delivery carries, or why it is none. It may ask the host (open no transaction)."""
     trigger = parse_trigger(settings, event, payload)
     return _permitted(settings, event, trigger) if isinstance(trigger, Trigger) else trigger
 
 
-def record_delivery(session: Session, delivery_id: str, event: str, payload: dict) -> WebhookDelivery | None:
+def record_delivery(session: Session, delivery_id: str, event: str, payload: dict[str, Any]) -> WebhookDelivery | None:
     """The delivery's new row (outcome `received`), or None when its id was received before."""
     return _recorded(session, _delivery_row(delivery_id, event, payload))
 
@@ -84,7 +85,7 @@ def _recorded(session: Session, row: WebhookDelivery) -> WebhookDelivery | None:
     return row
 
 
-def parse_trigger(settings: Settings, event: str, payload: dict) -> "Trigger | str":
+def parse_trigger(settings: Settings, event: str, payload: dict[str, Any]) -> "Trigger | str":
     """The trigger this delivery carries, or why it is none."""
     issue, repo = payload.get("issue") or {}, payload.get("repository") or {}
     action = payload.get("action")
@@ -105,7 +106,9 @@ def parse_trigger(settings: Settings, event: str, payload: dict) -> "Trigger | s
     return _trigger(settings, payload, issue, repo, models)
 
 
-def _trigger(settings: Settings, payload: dict, issue: dict, repo: dict, models: list[str]) -> "Trigger | str":
+def _trigger(
+    settings: Settings, payload: dict[str, Any], issue: dict[str, Any], repo: dict[str, Any], models: list[str]
+) -> "Trigger | str":
     repo_url = (repo.get("html_url") or "").rstrip("/")
     host = host_for(settings, repo_url)
     if host is None or host.name != "github":
@@ -114,10 +117,14 @@ def _trigger(settings: Settings, payload: dict, issue: dict, repo: dict, models:
         return "the payload names no issue"
     if issue.get("state") == "closed":
         return f"issue #{issue['number']} is closed"
-    labels = [item["name"] for item in issue.get("labels") or [] if isinstance(item, dict)
-              and isinstance(item.get("name"), str)]
-    data = IssueData(number=issue["number"], title=issue["title"], body=issue.get("body") or "",
-                     state="open", labels=labels)
+    labels = [
+        item["name"]
+        for item in issue.get("labels") or []
+        if isinstance(item, dict) and isinstance(item.get("name"), str)
+    ]
+    data = IssueData(
+        number=issue["number"], title=issue["title"], body=issue.get("body") or "", state="open", labels=labels
+    )
     sender = (payload.get("sender") or {}).get("login") or ""
     return Trigger(repo_url, repo.get("default_branch") or "main", data, sender, host, models)
 
@@ -135,11 +142,15 @@ def _permitted(settings: Settings, event: str, trigger: Trigger) -> "Trigger | s
     return f"{trigger.sender or 'the sender'} may not start solves"
 
 
-def _delivery_row(delivery_id: str, event: str, payload: dict) -> WebhookDelivery:
+def _delivery_row(delivery_id: str, event: str, payload: dict[str, Any]) -> WebhookDelivery:
     issue, repo = payload.get("issue") or {}, payload.get("repository") or {}
     number = issue.get("number") if isinstance(issue.get("number"), int) else None
     return WebhookDelivery(
-        delivery_id=delivery_id, event=event[:100], action=str(payload.get("action") or "")[:100] or None,
-        repo_url=(repo.get("html_url") or "")[:1000] or None, issue_number=number,
-        sender=((payload.get("sender") or {}).get("login") or "")[:255] or None, outcome="received",
+        delivery_id=delivery_id,
+        event=event[:100],
+        action=str(payload.get("action") or "")[:100] or None,
+        repo_url=(repo.get("html_url") or "")[:1000] or None,
+        issue_number=number,
+        sender=((payload.get("sender") or {}).get("login") or "")[:255] or None,
+        outcome="received",
     )

@@ -23,13 +23,67 @@ from pathlib import PurePosixPath
 _PYTHON = {".py", ".pyi"}
 # Only where a line starting with the marker cannot be code: `#` starts C's #include and Markdown's headings,
 # `//` is an operator in Python, so neither is stripped for unlisted extensions.
-_HASH_COMMENTS = {".sh", ".bash", ".zsh", ".rb", ".pl", ".r", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".conf",
-                  ".properties", ".tf", ".cmake", ".mk", ".dockerfile"}
-_HASH_COMMENT_NAMES = {"Dockerfile", "Makefile", "CMakeLists.txt", "Gemfile", "Rakefile", "Pipfile", ".gitignore",
-                       ".dockerignore", ".env"}
-_SLASH_COMMENTS = {".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".mts", ".cts", ".go", ".rs", ".java", ".kt",
-                   ".kts", ".scala", ".swift", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".cs", ".dart",
-                   ".php", ".groovy", ".gradle", ".proto", ".jsonc"}
+_HASH_COMMENTS = {
+    ".sh",
+    ".bash",
+    ".zsh",
+    ".rb",
+    ".pl",
+    ".r",
+    ".yaml",
+    ".yml",
+    ".toml",
+    ".cfg",
+    ".ini",
+    ".conf",
+    ".properties",
+    ".tf",
+    ".cmake",
+    ".mk",
+    ".dockerfile",
+}
+_HASH_COMMENT_NAMES = {
+    "Dockerfile",
+    "Makefile",
+    "CMakeLists.txt",
+    "Gemfile",
+    "Rakefile",
+    "Pipfile",
+    ".gitignore",
+    ".dockerignore",
+    ".env",
+}
+_SLASH_COMMENTS = {
+    ".js",
+    ".jsx",
+    ".mjs",
+    ".cjs",
+    ".ts",
+    ".tsx",
+    ".mts",
+    ".cts",
+    ".go",
+    ".rs",
+    ".java",
+    ".kt",
+    ".kts",
+    ".scala",
+    ".swift",
+    ".c",
+    ".h",
+    ".cc",
+    ".cpp",
+    ".cxx",
+    ".hpp",
+    ".hh",
+    ".cs",
+    ".dart",
+    ".php",
+    ".groovy",
+    ".gradle",
+    ".proto",
+    ".jsonc",
+}
 
 
 def fingerprint(files: Mapping[str, str | None]) -> str:

@@ -29,21 +29,35 @@ def expire_over_budget(factory: sessionmaker[Session]) -> list[str]:
 def _over_time(factory: sessionmaker[Session]) -> dict[str, str]:
     now = utcnow()
     with factory() as session:
-        rows = session.execute(select(Solve.id, Solve.started_at, Solve.time_budget_s).where(
-            Solve.status == statuses.RUNNING, Solve.time_budget_s.is_not(None), Solve.started_at.is_not(None))).all()
+        rows = session.execute(
+            select(Solve.id, Solve.started_at, Solve.time_budget_s).where(
+                Solve.status == statuses.RUNNING, Solve.time_budget_s.is_not(None), Solve.started_at.is_not(None)
+            )
+        ).all()
     # The query left out the solves without a start or a budget; the checks only tell the types so.
-    return {sid: TIME_EXCEEDED for sid, started, budget in rows
-            if started is not None and budget is not None and (now - started).total_seconds() >= budget}
+    return {
+        sid: TIME_EXCEEDED
+        for sid, started, budget in rows
+        if started is not None and budget is not None and (now - started).total_seconds() >= budget
+    }
 
 
 def _over_cost(factory: sessionmaker[Session]) -> dict[str, str]:
     # `limits` is JSON; reading it in Python keeps the query the same on SQLite and PostgreSQL.
     with factory() as session:
         running = session.execute(select(Solve.id, Solve.limits).where(Solve.status == statuses.RUNNING)).all()
-        budgets = {sid: limits["cost_budget_usd"] for sid, limits in running
-                   if limits and limits.get("cost_budget_usd") is not None}
+        budgets = {
+            sid: limits["cost_budget_usd"]
+            for sid, limits in running
+            if limits and limits.get("cost_budget_usd") is not None
+        }
         if not budgets:
             return {}
-        spent = dict(session.execute(select(SolveRun.solve_id, func.coalesce(func.sum(SolveRun.cost), 0.0))
-                                     .where(SolveRun.solve_id.in_(budgets)).group_by(SolveRun.solve_id)).all())
+        spent = dict(
+            session.execute(
+                select(SolveRun.solve_id, func.coalesce(func.sum(SolveRun.cost), 0.0))
+                .where(SolveRun.solve_id.in_(budgets))
+                .group_by(SolveRun.solve_id)
+            ).all()
+        )
     return {sid: COST_EXCEEDED for sid, budget in budgets.items() if spent.get(sid, 0.0) >= budget}

@@ -5,6 +5,7 @@ to be complete; otherwise the exit status decides, as it did before reports exis
 """
 
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from yudai_solver.base import statuses
 from yudai_solver.base.run_results import Baseline, RunDiagnostics, StoredTest
@@ -25,11 +26,26 @@ class RunFacts:
     tokens: int | None
     latency_ms: int | None
     error_message: str | None
-    diagnostics: dict | None
+    diagnostics: dict[str, Any] | None
 
 
-def gather(runs: list[RunFacts], *, baseline: dict | None, verification: dict | None, agreement: dict[str, int],
-           judged: str | None) -> list[Evidence]:
+class _TestEvidence(TypedDict, total=False):
+    """The `Evidence` fields a completed run's test results fill in."""
+
+    tests_inconclusive: bool
+    regressions: tuple[str, ...]
+    regressions_in_changed: tuple[str, ...]
+    base_failures_left: tuple[str, ...]
+
+
+def gather(
+    runs: list[RunFacts],
+    *,
+    baseline: dict[str, Any] | None,
+    verification: dict[str, Any] | None,
+    agreement: dict[str, int],
+    judged: str | None,
+) -> list[Evidence]:
     valid = [t["id"] for t in (verification or {}).get("tests", []) if t.get("valid")]
     matrix = (verification or {}).get("matrix", {})
     measured = Baseline.from_json(baseline)
@@ -37,25 +53,43 @@ def gather(runs: list[RunFacts], *, baseline: dict | None, verification: dict | 
     return [_evidence(run, base, valid, matrix.get(run.id, {}), agreement.get(run.id, 0), judged) for run in runs]
 
 
-def _evidence(run: RunFacts, base: TestReport | None, valid: list[str], cells: dict, agreement: int,
-              judged) -> Evidence:
+def _evidence(
+    run: RunFacts,
+    base: TestReport | None,
+    valid: list[str],
+    cells: dict[str, bool | None],
+    agreement: int,
+    judged: str | None,
+) -> Evidence:
     diagnostics = RunDiagnostics.from_json(run.diagnostics)
     change = diagnostics.change
     modified = change.tests_modified if change is not None else ()
     tests = _test_evidence(run, base, diagnostics.test, frozenset(modified))
     return Evidence(
-        id=run.id, model=run.model, status=run.status, tests_passed=run.tests_passed, loc_changed=run.loc_changed,
-        files_changed=run.files_changed, tokens=run.tokens, latency_ms=run.latency_ms, error=run.error_message,
+        id=run.id,
+        model=run.model,
+        status=run.status,
+        tests_passed=run.tests_passed,
+        loc_changed=run.loc_changed,
+        files_changed=run.files_changed,
+        tokens=run.tokens,
+        latency_ms=run.latency_ms,
+        error=run.error_message,
         source_changed=bool(change.source_files) if change is not None else bool(run.files_changed),
         source_loc=change.source_loc if change is not None else None,
         fingerprint=change.fingerprint if change is not None else None,
-        tests_modified=len(modified), reproduction_passed=sum(cells.get(t) is True for t in valid),
-        reproduction_total=len(valid), agreement=agreement,
-        judged=run.id == judged, **tests,
+        tests_modified=len(modified),
+        reproduction_passed=sum(cells.get(t) is True for t in valid),
+        reproduction_total=len(valid),
+        agreement=agreement,
+        judged=run.id == judged,
+        **tests,
     )
 
 
-def _test_evidence(run: RunFacts, base: TestReport | None, test: StoredTest | None, modified: frozenset[str]) -> dict:
+def _test_evidence(
+    run: RunFacts, base: TestReport | None, test: StoredTest | None, modified: frozenset[str]
+) -> _TestEvidence:
     if run.status != statuses.COMPLETED or run.tests_passed is None:
         return {}
     now = report_from_json(test.report if test is not None else None)
@@ -65,6 +99,8 @@ def _test_evidence(run: RunFacts, base: TestReport | None, test: StoredTest | No
         result = None
     if result is None:
         return {"tests_inconclusive": not run.tests_passed}
-    return {"regressions": tuple(result.regressions),
-            "regressions_in_changed": tuple(result.regressions_in_changed_tests),
-            "base_failures_left": tuple(result.still_failing)}
+    return {
+        "regressions": tuple(result.regressions),
+        "regressions_in_changed": tuple(result.regressions_in_changed_tests),
+        "base_failures_left": tuple(result.still_failing),
+    }

@@ -35,15 +35,22 @@ def issue_text(session: Session, settings: Settings, request: SolveStart, repo: 
         where = "a local repository has no issue tracker" if is_local(repo) else "the issue is not in the issues table"
         raise InvalidInput(f"{where}: give issue_title (and issue_body) or POST /issues first", field="issue_title")
     if stored.state == "closed" and not request.allow_closed:
-        raise InvalidInput(f"issue #{stored.number} is closed; set allow_closed to solve it anyway",
-                           field="issue_number")
+        raise InvalidInput(
+            f"issue #{stored.number} is closed; set allow_closed to solve it anyway", field="issue_number"
+        )
     return stored.title, stored.body or ""
 
 
 def store_issue(session: Session, repo: str, data: IssueData) -> Issue:
     """Insert or update the issue row from the host's data, marking it fresh."""
-    spec = IssueUpsert(repo_url=repo, number=data.number, title=data.title or f"#{data.number}", body=data.body,
-                       labels=data.labels, state="closed" if data.state == "closed" else "open")
+    spec = IssueUpsert(
+        repo_url=repo,
+        number=data.number,
+        title=data.title or f"#{data.number}",
+        body=data.body,
+        labels=data.labels,
+        state="closed" if data.state == "closed" else "open",
+    )
     row = upsert_issue(session, spec, repo_url=repo)
     row.updated_at = utcnow()  # also when nothing changed: the row was checked now
     session.flush()

@@ -29,8 +29,14 @@ class Experiment:
     extra: dict[str, Any]
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.extra, "run_id": self.run_id, "model": self.model, "temperature": self.temperature,
-                "max_edits": self.max_edits, "evolution": self.evolution}
+        return {
+            **self.extra,
+            "run_id": self.run_id,
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_edits": self.max_edits,
+            "evolution": self.evolution,
+        }
 
 
 def expand(matrix: Matrix, *, default_max_edits: int, max_experiments: int) -> list[Experiment]:
@@ -101,12 +107,16 @@ def resolve_models(session: Session, matrix: Matrix, experiments: list[Experimen
 
 def resolve_model(session: Session, reference: str, *, field: str) -> AIModel:
     """The active ai_models row named `reference` (a name or a model_id); InvalidInput naming `field` otherwise."""
-    row = session.scalars(select(AIModel).where(
-        AIModel.is_active.is_(True), or_(AIModel.name == reference, AIModel.model_id == reference))).first()
+    row = session.scalars(
+        select(AIModel).where(
+            AIModel.is_active.is_(True), or_(AIModel.name == reference, AIModel.model_id == reference)
+        )
+    ).first()
     if row is None:
         available = session.scalars(select(AIModel.name).where(AIModel.is_active.is_(True))).all()
-        raise InvalidInput(f"no active model named {reference!r}; available: {', '.join(sorted(available)) or 'none'}",
-                           field=field)
+        raise InvalidInput(
+            f"no active model named {reference!r}; available: {', '.join(sorted(available)) or 'none'}", field=field
+        )
     return row
 
 

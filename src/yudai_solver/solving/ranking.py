@@ -59,15 +59,27 @@ class Criterion:
 
 
 CRITERIA: tuple[Criterion, ...] = (
-    Criterion("more reproduction tests passed", lambda e: -e.reproduction_passed,
-              lambda e: f"passes {e.reproduction_passed} of {e.reproduction_total} reproduction tests"),
-    Criterion("no regression in a test it changed", lambda e: len(e.regressions_in_changed),
-              lambda e: f"{len(e.regressions_in_changed)} regressions in tests it changed"),
-    Criterion("no existing test changed", lambda e: e.tests_modified,
-              lambda e: f"changed {e.tests_modified} existing test files"),
+    Criterion(
+        "more reproduction tests passed",
+        lambda e: -e.reproduction_passed,
+        lambda e: f"passes {e.reproduction_passed} of {e.reproduction_total} reproduction tests",
+    ),
+    Criterion(
+        "no regression in a test it changed",
+        lambda e: len(e.regressions_in_changed),
+        lambda e: f"{len(e.regressions_in_changed)} regressions in tests it changed",
+    ),
+    Criterion(
+        "no existing test changed",
+        lambda e: e.tests_modified,
+        lambda e: f"changed {e.tests_modified} existing test files",
+    ),
     Criterion("more runs agree", lambda e: -e.agreement, lambda e: f"{e.agreement} runs agree"),
-    Criterion("the judge's pick", lambda e: 0 if e.judged else 1,
-              lambda e: "picked by the judge" if e.judged else "not picked by the judge"),
+    Criterion(
+        "the judge's pick",
+        lambda e: 0 if e.judged else 1,
+        lambda e: "picked by the judge" if e.judged else "not picked by the judge",
+    ),
     Criterion("fewer changed source lines", lambda e: _n(e.lines), lambda e: f"{e.lines} changed source lines"),
     Criterion("fewer files", lambda e: _n(e.files_changed), lambda e: f"{e.files_changed} files"),
     Criterion("fewer tokens", lambda e: _n(e.tokens), lambda e: f"{e.tokens} tokens"),
@@ -89,12 +101,25 @@ class Ranking:
         return {
             "champion_run_id": self.champion.id if self.champion else None,
             "reason": self.reason,
-            "qualify": ["completed", "changed source code", "no regression in a test it did not change",
-                        "fixed every test that failed on the base"],
+            "qualify": [
+                "completed",
+                "changed source code",
+                "no regression in a test it did not change",
+                "fixed every test that failed on the base",
+            ],
             "criteria": [c.name for c in CRITERIA],
-            "order": [{"rank": i + 1, "run_id": e.id, "model": e.model, "status": e.status,
-                       "qualified": e.id not in self.why_not, "why_not": self.why_not.get(e.id),
-                       **_evidence_json(e)} for i, e in enumerate(self.order)],
+            "order": [
+                {
+                    "rank": i + 1,
+                    "run_id": e.id,
+                    "model": e.model,
+                    "status": e.status,
+                    "qualified": e.id not in self.why_not,
+                    "why_not": self.why_not.get(e.id),
+                    **_evidence_json(e),
+                }
+                for i, e in enumerate(self.order)
+            ],
         }
 
 
@@ -111,7 +136,9 @@ def disqualification(e: Evidence) -> str | None:
     if e.regressions:
         return f"broke {len(e.regressions)} tests it did not change: {', '.join(e.regressions[:3])}"
     if e.base_failures_left:
-        return f"{len(e.base_failures_left)} tests failing on the base still fail: {', '.join(e.base_failures_left[:3])}"
+        return (
+            f"{len(e.base_failures_left)} tests failing on the base still fail: {', '.join(e.base_failures_left[:3])}"
+        )
     if e.tests_inconclusive:
         return "the tests failed"
     return None
@@ -139,8 +166,9 @@ def tied_at_top(evidence: list[Evidence]) -> list[Evidence]:
     return [e for e in qualified if sort_key(e)[:JUDGE_INDEX] == head]
 
 
-def _reason(champion: Evidence | None, qualified: list[Evidence], evidence: list[Evidence],
-            why_not: dict[str, str]) -> str:
+def _reason(
+    champion: Evidence | None, qualified: list[Evidence], evidence: list[Evidence], why_not: dict[str, str]
+) -> str:
     if not evidence:
         return "no run to rank"
     if champion is None:
@@ -153,8 +181,10 @@ def _reason(champion: Evidence | None, qualified: list[Evidence], evidence: list
         others = f"{alike} other qualified runs made the same change" if alike else "the only run that qualifies"
         return f"{summary}; {others} ({len(evidence) - len(qualified)} runs do not qualify)"
     decider = _deciding(champion, rival)
-    return f"{summary}; chosen over run {rival.id[:8]} for {decider.name} ({decider.says(champion)} vs " \
-           f"{decider.says(rival)})"
+    return (
+        f"{summary}; chosen over run {rival.id[:8]} for {decider.name} ({decider.says(champion)} vs "
+        f"{decider.says(rival)})"
+    )
 
 
 def _rival(champion: Evidence, qualified: list[Evidence]) -> Evidence | None:
@@ -167,9 +197,8 @@ def _deciding(first: Evidence, second: Evidence) -> Criterion:
 
 
 def _facts(e: Evidence) -> list[str]:
-    shown = [e.reproduction_total > 0, bool(e.regressions_in_changed), e.tests_modified > 0, e.agreement > 1,
-             e.judged]
-    return [c.says(e) for c, show in zip(CRITERIA, shown) if show]
+    shown = [e.reproduction_total > 0, bool(e.regressions_in_changed), e.tests_modified > 0, e.agreement > 1, e.judged]
+    return [c.says(e) for c, show in zip(CRITERIA[: len(shown)], shown, strict=True) if show]
 
 
 def _evidence_json(e: Evidence) -> dict[str, Any]:

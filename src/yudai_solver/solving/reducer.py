@@ -5,13 +5,22 @@ from sqlalchemy.orm import Session
 
 from yudai_solver.base import statuses
 from yudai_solver.base.models import Solve, SolveRun, utcnow
-from yudai_solver.solving.evidence import RunFacts, gather
 from yudai_solver.solving.agreement import groups
+from yudai_solver.solving.evidence import RunFacts, gather
 from yudai_solver.solving.ranking import Evidence, disqualification, rank, tied_at_top
 
-FACT_COLUMNS = [SolveRun.id, SolveRun.model, SolveRun.status, SolveRun.tests_passed, SolveRun.loc_changed,
-                SolveRun.files_changed, SolveRun.tokens, SolveRun.latency_ms, SolveRun.error_message,
-                SolveRun.diagnostics]
+FACT_COLUMNS = [
+    SolveRun.id,
+    SolveRun.model,
+    SolveRun.status,
+    SolveRun.tests_passed,
+    SolveRun.loc_changed,
+    SolveRun.files_changed,
+    SolveRun.tokens,
+    SolveRun.latency_ms,
+    SolveRun.error_message,
+    SolveRun.diagnostics,
+]
 VERIFYING = ("pending", "running", "judging")
 
 
@@ -29,9 +38,10 @@ def finish_if_done(session: Session, solve_id: str, *, stop_verification: str | 
     if any(row.status in (statuses.PENDING, statuses.RUNNING) for row in rows):
         return False
     facts = [RunFacts(*row) for row in rows]
-    state = (solve.verification or {}).get("state")
+    verification = solve.verification or {}
+    state = verification.get("state")
     if state in VERIFYING and stop_verification:
-        solve.verification = {**solve.verification, "state": "stopped", "reason": stop_verification}
+        solve.verification = {**verification, "state": "stopped", "reason": stop_verification}
     elif state in VERIFYING:
         return False
     elif state is None and stop_verification is None and verification_needed(solve, facts):
@@ -78,8 +88,9 @@ def _failure(reason: str, facts: list[RunFacts]) -> str:
     return reason + (f"; run errors: {'; '.join(errors)[:2000]}" if errors else "")
 
 
-def end_unfinished_runs(session: Session, solve_id: str, status: str, reason: str, *,
-                        keep: str | None = None) -> list[str]:
+def end_unfinished_runs(
+    session: Session, solve_id: str, status: str, reason: str, *, keep: str | None = None
+) -> list[str]:
     """Move every pending or running run of the solve (but `keep`) to `status` with `reason`; returns their ids.
 
     The rows are locked first, so a run finishing at the same moment is either ended here or finished there.
@@ -104,5 +115,6 @@ def expire_unfinished_runs(session: Session, solve_id: str, reason: str) -> list
 
 def cancel_other_runs(session: Session, solve_id: str, *, winner_id: str) -> list[str]:
     """Early stop: cancel the solve's other unfinished runs because `winner_id` passed."""
-    return end_unfinished_runs(session, solve_id, statuses.CANCELLED, f"early stop: run {winner_id} passed the tests",
-                               keep=winner_id)
+    return end_unfinished_runs(
+        session, solve_id, statuses.CANCELLED, f"early stop: run {winner_id} passed the tests", keep=winner_id
+    )

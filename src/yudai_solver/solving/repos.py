@@ -58,7 +58,15 @@ def check_local_branch(repo: str, branch: str) -> None:
     """A local repository must have the branch: say so at start rather than fail every run at checkout."""
     if not is_local(repo):
         return  # a remote's branches are only known after fetching; a missing one fails the runs, naming it
-    found = git.probe("-C", repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}",
-                      env=git.trusted_env(), timeout=_LOOKUP_TIMEOUT_S)
+    found = git.probe(
+        "-C",
+        repo,
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        f"refs/heads/{branch}^{{commit}}",
+        env=git.trusted_env(),
+        timeout=_LOOKUP_TIMEOUT_S,
+    )
     if found is None:
         raise InvalidInput(f"{repo} has no branch {branch!r}", field="base_branch")

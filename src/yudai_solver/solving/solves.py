@@ -5,17 +5,17 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from yudai_solver.solving import matrix as matrix_mod
 from yudai_solver.base import statuses
-from yudai_solver.solving.chat_sessions import get_owned_session
 from yudai_solver.base.errors import Conflict, NotFound
-from yudai_solver.solving.testpaths import validate_globs
 from yudai_solver.base.models import Solve, SolveRun, User, utcnow
-from yudai_solver.solving.reducer import end_unfinished_runs
-from yudai_solver.solving.repos import check_branch, check_local_branch, resolve_repo
-from yudai_solver.solving import intake
 from yudai_solver.base.schemas import Progress, RunSummary, SolveStart, SolveStatus
 from yudai_solver.base.settings import Settings
+from yudai_solver.solving import intake
+from yudai_solver.solving import matrix as matrix_mod
+from yudai_solver.solving.chat_sessions import get_owned_session
+from yudai_solver.solving.reducer import end_unfinished_runs
+from yudai_solver.solving.repos import check_branch, check_local_branch, resolve_repo
+from yudai_solver.solving.testpaths import validate_globs
 
 SUMMARY_COLUMNS = [getattr(SolveRun, name) for name in RunSummary.model_fields]
 
@@ -38,18 +38,37 @@ def start_solve(
     title, body = intake.issue_text(session, settings, request, repo)  # last: it may ask GitHub
     limits = request.limits.model_dump(exclude_none=True)
     solve = Solve(
-        id=_new_id(), user_id=user.id, session_id=chat.id, repo_url=repo, issue_number=request.issue_number,
-        base_branch=branch, status=statuses.PENDING, matrix={"experiments": [e.as_json() for e in experiments]},
-        limits=limits, requested_by=request.requested_by or user.name, max_parallel=request.limits.max_parallel,
-        time_budget_s=request.limits.time_budget_s, issue_title=title, issue_body=body,
-        setup_command=request.setup_command, test_command=request.test_command, create_pr=request.create_pr,
+        id=_new_id(),
+        user_id=user.id,
+        session_id=chat.id,
+        repo_url=repo,
+        issue_number=request.issue_number,
+        base_branch=branch,
+        status=statuses.PENDING,
+        matrix={"experiments": [e.as_json() for e in experiments]},
+        limits=limits,
+        requested_by=request.requested_by or user.name,
+        max_parallel=request.limits.max_parallel,
+        time_budget_s=request.limits.time_budget_s,
+        issue_title=title,
+        issue_body=body,
+        setup_command=request.setup_command,
+        test_command=request.test_command,
+        create_pr=request.create_pr,
         test_paths=test_paths,
     )
     session.add(solve)
     session.flush()  # the solve row first: runs reference it
     runs = [
-        SolveRun(id=e.run_id, solve_id=solve.id, model=models[e.model].name, temperature=e.temperature,
-                 max_edits=e.max_edits, evolution=e.evolution, status=statuses.PENDING)
+        SolveRun(
+            id=e.run_id,
+            solve_id=solve.id,
+            model=models[e.model].name,
+            temperature=e.temperature,
+            max_edits=e.max_edits,
+            evolution=e.evolution,
+            status=statuses.PENDING,
+        )
         for e in experiments
     ]
     session.add_all(runs)
@@ -82,9 +101,16 @@ def status(session: Session, *, user: User, session_id: int, solve_id: str) -> S
     solve = get_owned_solve(session, user=user, session_id=session_id, solve_id=solve_id)
     runs = run_summaries(session, solve.id)
     return SolveStatus(
-        solve_id=solve.id, status=solve.status, progress=progress(solve, runs), runs=runs,
-        champion_run_id=solve.champion_run_id, error_message=solve.error_message, baseline=solve.baseline,
-        ranking=solve.ranking, verification=solve.verification, created_at=solve.created_at,
+        solve_id=solve.id,
+        status=solve.status,
+        progress=progress(solve, runs),
+        runs=runs,
+        champion_run_id=solve.champion_run_id,
+        error_message=solve.error_message,
+        baseline=solve.baseline,
+        ranking=solve.ranking,
+        verification=solve.verification,
+        created_at=solve.created_at,
         started_at=solve.started_at,
         completed_at=solve.completed_at,
     )
@@ -97,10 +123,16 @@ def progress(solve: Solve, runs: list[RunSummary]) -> Progress:
     if solve.started_at is not None:
         elapsed = ((solve.completed_at or utcnow()) - solve.started_at).total_seconds()
     return Progress(
-        runs_total=len(runs), runs_pending=counts["pending"], runs_running=counts["running"],
-        runs_completed=counts["completed"], runs_failed=counts["failed"], runs_cancelled=counts["cancelled"],
-        percent_complete=round(100.0 * finished / len(runs), 1) if runs else 100.0, elapsed_s=round(elapsed, 3),
-        time_budget_s=solve.time_budget_s, tokens_total=sum(r.tokens or 0 for r in runs),
+        runs_total=len(runs),
+        runs_pending=counts["pending"],
+        runs_running=counts["running"],
+        runs_completed=counts["completed"],
+        runs_failed=counts["failed"],
+        runs_cancelled=counts["cancelled"],
+        percent_complete=round(100.0 * finished / len(runs), 1) if runs else 100.0,
+        elapsed_s=round(elapsed, 3),
+        time_budget_s=solve.time_budget_s,
+        tokens_total=sum(r.tokens or 0 for r in runs),
         cost_total=sum(r.cost or 0.0 for r in runs) + _judge_cost(solve),
     )
 

@@ -39,8 +39,17 @@ _SECTION_START = re.compile(r"^diff --git ", re.MULTILINE)
 # The extended header lines of `git diff`; the first other line starts the hunks or the binary data, whose
 # lines could otherwise be mistaken for header lines.
 _HEADER_PREFIXES = (
-    "old mode ", "new mode ", "deleted file mode ", "new file mode ", "copy from ", "copy to ",
-    "rename from ", "rename to ", "similarity index ", "dissimilarity index ", "index ",
+    "old mode ",
+    "new mode ",
+    "deleted file mode ",
+    "new file mode ",
+    "copy from ",
+    "copy to ",
+    "rename from ",
+    "rename to ",
+    "similarity index ",
+    "dissimilarity index ",
+    "index ",
 )
 _GLOB_TOKEN = re.compile(r"\*\*/|/\*\*$|\*+|\?|\[[!^]?\]?[^]]*\]|.", re.DOTALL)
 _C_ESCAPE = re.compile(rb"\\([0-7]{3}|.)", re.DOTALL)
@@ -121,8 +130,9 @@ def split_patch(patch: str, *, globs: Sequence[str] | None = None) -> ChangeSpli
             source_text.append(section.text)
         elif not old_test:
             test_text.append(section.text)
-    return ChangeSplit(_unique(source_files), _unique(added), _unique(modified), "".join(source_text),
-                       "".join(test_text))
+    return ChangeSplit(
+        _unique(source_files), _unique(added), _unique(modified), "".join(source_text), "".join(test_text)
+    )
 
 
 @lru_cache(maxsize=64)
@@ -150,7 +160,7 @@ def _translate_token(token: str) -> str:
         return "[^/]"
     if len(token) > 2 and token.startswith("["):
         negated = token[1] in "!^"
-        members = re.sub(r"([\\\[\]^])", r"\\\1", token[1 + negated:-1])
+        members = re.sub(r"([\\\[\]^])", r"\\\1", token[1 + negated : -1])
         return f"[^/{members}]" if negated else f"[{members}]"
     return re.escape(token)
 
@@ -184,15 +194,15 @@ def _section(text: str) -> PatchSection:
 
 
 def _header_value(header: list[str], *prefixes: str) -> str | None:
-    return next((line[len(p):] for line in header for p in prefixes if line.startswith(p)), None)
+    return next((line[len(p) :] for line in header for p in prefixes if line.startswith(p)), None)
 
 
 def _unchanged_path(diff_line: str) -> str:
     """The path of `diff --git a/P b/P`; P may hold spaces, but both halves are the same length when unrenamed."""
-    names = diff_line[len("diff --git "):]
+    names = diff_line[len("diff --git ") :]
     middle = len(names) // 2
-    old, new = _unquote(names[:middle]), _unquote(names[middle + 1:])
-    if names[middle:middle + 1] != " " or not (old.startswith("a/") and new.startswith("b/")) or old[2:] != new[2:]:
+    old, new = _unquote(names[:middle]), _unquote(names[middle + 1 :])
+    if names[middle : middle + 1] != " " or not (old.startswith("a/") and new.startswith("b/")) or old[2:] != new[2:]:
         raise ValueError(f"cannot read the paths of {diff_line!r}")
     return old[2:]
 

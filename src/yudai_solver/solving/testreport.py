@@ -72,20 +72,71 @@ _CARGO_RESULT = re.compile(r"^test result: (?:ok|FAILED)\. (\d+) passed; (\d+) f
 _CARGO_TARGET_FAILED = re.compile(r"^error: (?:doc)?test failed, to rerun pass ")
 _CARGO_WENT_ON = re.compile(r"^\s*(?:Running |Doc-tests |error: \d+ targets? failed)")
 
-_PYTEST_VALUE_OPTIONS = frozenset({
-    "-k", "-m", "-p", "-c", "-o", "-W", "-n", "-r", "--maxfail", "--tb", "--deselect", "--ignore", "--ignore-glob",
-    "--rootdir", "--confcutdir", "--basetemp", "--durations", "--junitxml", "--junit-xml", "--log-level",
-    "--log-cli-level", "--timeout", "--cov", "--cov-report", "--cov-config", "--import-mode", "--capture",
-    "--color", "--override-ini", "--config-file", "--dist", "--reruns",
-})
+_PYTEST_VALUE_OPTIONS = frozenset(
+    {
+        "-k",
+        "-m",
+        "-p",
+        "-c",
+        "-o",
+        "-W",
+        "-n",
+        "-r",
+        "--maxfail",
+        "--tb",
+        "--deselect",
+        "--ignore",
+        "--ignore-glob",
+        "--rootdir",
+        "--confcutdir",
+        "--basetemp",
+        "--durations",
+        "--junitxml",
+        "--junit-xml",
+        "--log-level",
+        "--log-cli-level",
+        "--timeout",
+        "--cov",
+        "--cov-report",
+        "--cov-config",
+        "--import-mode",
+        "--capture",
+        "--color",
+        "--override-ini",
+        "--config-file",
+        "--dist",
+        "--reruns",
+    }
+)
 _PYTEST_SHORT_VALUE_OPTIONS = frozenset(o for o in _PYTEST_VALUE_OPTIONS if len(o) == 2)
 _PYTEST_NO_ARG_FLAGS = re.compile(r"^-[qvxsl]+$")
-_PYTEST_LONG_FLAGS = frozenset({
-    "--quiet", "--verbose", "--exitfirst", "--lf", "--last-failed", "--ff", "--failed-first", "--nf", "--new-first",
-    "--sw", "--stepwise", "--strict", "--strict-markers", "--strict-config", "--disable-warnings", "--showlocals",
-    "--no-header", "--no-summary", "--runxfail", "--cache-clear", "--full-trace", "--doctest-modules",
-    "--continue-on-collection-errors",
-})
+_PYTEST_LONG_FLAGS = frozenset(
+    {
+        "--quiet",
+        "--verbose",
+        "--exitfirst",
+        "--lf",
+        "--last-failed",
+        "--ff",
+        "--failed-first",
+        "--nf",
+        "--new-first",
+        "--sw",
+        "--stepwise",
+        "--strict",
+        "--strict-markers",
+        "--strict-config",
+        "--disable-warnings",
+        "--showlocals",
+        "--no-header",
+        "--no-summary",
+        "--runxfail",
+        "--cache-clear",
+        "--full-trace",
+        "--doctest-modules",
+        "--continue-on-collection-errors",
+    }
+)
 _UNSAFE_IN_KEPT_WORD = re.compile(r"[*?\[]")  # shell globs we would otherwise quote into literals
 
 
@@ -189,7 +240,7 @@ def targeted_command(command: str, path: str) -> str | None:
     words, runner = _plain_words(command), runner_of(command)
     if words is None or not _safe_path(path) or runner not in ("pytest", "unittest"):
         return None
-    env, words = words[:len(words) - len(_without_assignments(words))], _without_assignments(words)
+    env, words = words[: len(words) - len(_without_assignments(words))], _without_assignments(words)
     split = 1
     if _PYTHON.match(posixpath.basename(words[0])):
         module_at = _python_module_index(words)
@@ -219,16 +270,16 @@ def _parse_pytest(lines: list[str]) -> TestReport:
     counts = _pytest_counts(summary[1])
     failed_count = counts.get("failed", 0) + counts.get("error", 0)
     start = _last_index(lines[:end], _PYTEST_SECTION.match)
-    section = lines[start + 1:end] if start is not None else []
+    section = lines[start + 1 : end] if start is not None else []
     ids = [m[1] for line in section if (m := _PYTEST_ENTRY.match(line))]
     # A banner just above the summary means tests were left unrun: their absence from `failed` proves nothing.
-    interrupted = any(_PYTEST_BANNER.match(line) for line in lines[max(0, end - _PYTEST_BANNER_REACH):end])
+    interrupted = any(_PYTEST_BANNER.match(line) for line in lines[max(0, end - _PYTEST_BANNER_REACH) : end])
     return _report("pytest", ids, counts.get("passed", 0), failed_count, len(ids) == failed_count and not interrupted)
 
 
 def _parse_unittest(lines: list[str]) -> TestReport:
     ran_at = _last_index(lines, _UNITTEST_RAN.match)
-    result = next((line for line in lines[ran_at + 1:] if line), "") if ran_at is not None else ""
+    result = next((line for line in lines[ran_at + 1 :] if line), "") if ran_at is not None else ""
     if ran_at is None or not (matched := _UNITTEST_RESULT.match(result)):
         return TestReport("unittest", frozenset(), None, None, complete=False)
     counts = _unittest_counts(matched[1] or "")
@@ -266,7 +317,7 @@ def _parse_cargo(lines: list[str]) -> TestReport:
     failed_count = sum(int(m[2]) for m in results)
     stop = _last_index(lines, _CARGO_TARGET_FAILED.match)
     # Without --no-fail-fast cargo stops at the first failing target: the targets after it never ran.
-    stopped = stop is not None and not any(_CARGO_WENT_ON.match(line) for line in lines[stop + 1:])
+    stopped = stop is not None and not any(_CARGO_WENT_ON.match(line) for line in lines[stop + 1 :])
     complete = bool(results) and len(ids) == failed_count and not stopped
     return _report("cargo", ids, sum(int(m[1]) for m in results), failed_count, complete)
 
@@ -294,7 +345,7 @@ def _kept_tail(output: str) -> str | None:
     lines = output.split("\n")
     at = _last_index(lines, _CUT_MARKER.match)
     # The tail starts at an arbitrary byte: its first line is a fragment and could mimic anything.
-    return None if at is None else "\n".join(lines[at + 2:])
+    return None if at is None else "\n".join(lines[at + 2 :])
 
 
 def _last_index(lines: list[str], predicate: Callable[[str], object]) -> int | None:
@@ -376,7 +427,7 @@ def _pytest_flags(args: list[str]) -> list[str] | None:
     kept: list[str] = []
     i = 0
     while i < len(args) and args[i] != "--":  # after `--` every word is a path
-        arg, following = args[i], args[i + 1:i + 2]
+        arg, following = args[i], args[i + 1 : i + 2]
         if arg in _PYTEST_VALUE_OPTIONS:
             kept += [arg, *following]
             i += 2
@@ -407,14 +458,24 @@ def _join(env: list[str], words: list[str]) -> str:
 
 def report_json(report: TestReport) -> dict[str, Any]:
     failed = sorted(report.failed)
-    return {"runner": report.runner, "complete": report.complete, "failed": failed[:MAX_STORED_IDS],
-            "failed_ids_count": len(failed), "passed_count": report.passed_count,
-            "failed_count": report.failed_count}
+    return {
+        "runner": report.runner,
+        "complete": report.complete,
+        "failed": failed[:MAX_STORED_IDS],
+        "failed_ids_count": len(failed),
+        "passed_count": report.passed_count,
+        "failed_count": report.failed_count,
+    }
 
 
 def report_from_json(data: dict[str, Any] | None) -> TestReport | None:
     """The stored report, or None when it was not complete enough to compare test by test."""
     if not data or not data.get("complete") or data.get("failed_ids_count", 0) > len(data.get("failed", [])):
         return None
-    return TestReport(runner=data.get("runner"), failed=frozenset(data["failed"]), passed_count=data.get("passed_count"),
-                      failed_count=data.get("failed_count"), complete=True)
+    return TestReport(
+        runner=data.get("runner"),
+        failed=frozenset(data["failed"]),
+        passed_count=data.get("passed_count"),
+        failed_count=data.get("failed_count"),
+        complete=True,
+    )

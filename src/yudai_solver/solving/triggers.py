@@ -3,6 +3,7 @@ configured default matrix and owner, in one chat session per owner and repositor
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -32,7 +33,7 @@ class Received:
         return self.solve.id if self.solve else None
 
 
-def receive(session: Session, settings: Settings, *, delivery_id: str, event: str, payload: dict) -> Received:
+def receive(session: Session, settings: Settings, *, delivery_id: str, event: str, payload: dict[str, Any]) -> Received:
     """Record the delivery and start its solve if it is a permitted trigger (the caller commits, then submits).
 
     A delivery id seen before answers `duplicate` and does nothing; the table's unique key settles a race.
@@ -42,8 +43,11 @@ def receive(session: Session, settings: Settings, *, delivery_id: str, event: st
     row = record_delivery(session, delivery_id, event, payload)
     if row is None:
         return Received(delivery_id, DUPLICATE, "this delivery was received before")
-    received = _start(session, settings, trigger, delivery_id) if isinstance(trigger, Trigger) else Received(
-        delivery_id, IGNORED, trigger)
+    received = (
+        _start(session, settings, trigger, delivery_id)
+        if isinstance(trigger, Trigger)
+        else Received(delivery_id, IGNORED, trigger)
+    )
     row.outcome, row.reason, row.solve_id = received.outcome, received.reason, received.solve_id
     session.flush()
     return received
@@ -56,9 +60,15 @@ def _start(session: Session, settings: Settings, trigger: Trigger, delivery_id: 
     matrix = dict(settings.webhook_matrix) | ({"models": trigger.models} if trigger.models else {})
     try:
         request = SolveStart(
-            repo_url=trigger.repo_url, issue_number=trigger.issue.number, base_branch=trigger.base_branch,
-            issue_title=trigger.issue.title, issue_body=trigger.issue.body, matrix=matrix, create_pr=True,
-            test_command=settings.webhook_test_command, setup_command=settings.webhook_setup_command,
+            repo_url=trigger.repo_url,
+            issue_number=trigger.issue.number,
+            base_branch=trigger.base_branch,
+            issue_title=trigger.issue.title,
+            issue_body=trigger.issue.body,
+            matrix=matrix,
+            create_pr=True,
+            test_command=settings.webhook_test_command,
+            setup_command=settings.webhook_setup_command,
             requested_by=f"{trigger.host.name}:{trigger.sender}"[:255],
         )
     except ValidationError as exc:
@@ -66,8 +76,9 @@ def _start(session: Session, settings: Settings, trigger: Trigger, delivery_id: 
     try:
         with session.begin_nested():  # a refused start leaves the delivery row in place
             store_issue(session, trigger.repo_url, trigger.issue)
-            solve, runs = start_solve(session, user=owner, session_id=_chat(session, owner, trigger).id,
-                                      request=request, settings=settings)
+            solve, runs = start_solve(
+                session, user=owner, session_id=_chat(session, owner, trigger).id, request=request, settings=settings
+            )
     except YudaiError as exc:
         return Received(delivery_id, REJECTED, exc.message)
     return Received(delivery_id, STARTED, None, solve, runs)

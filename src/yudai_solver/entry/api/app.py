@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base.db import create_db_engine, create_session_factory
-from yudai_solver.dispatch.protocol import Dispatcher, NullDispatcher
 from yudai_solver.base.errors import Unauthorized, YudaiError
 from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.protocol import Dispatcher, NullDispatcher
 from yudai_solver.entry.api.routes import events, health, issues, models, sessions, solves, web, webhooks
 
 

@@ -6,10 +6,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Request
 from sqlalchemy.orm import Session
 
-from yudai_solver.dispatch.protocol import Dispatcher
 from yudai_solver.base.models import User
 from yudai_solver.base.schemas import MAX_DB_INT
 from yudai_solver.base.settings import Settings
+from yudai_solver.dispatch.protocol import Dispatcher
 from yudai_solver.solving.users import authenticate, require_admin
 
 

@@ -172,9 +172,7 @@ def _create_solves_and_runs() -> None:
     op.create_index("idx_solve_runs_status", "solve_runs", ["status"])
     op.create_index("idx_solve_runs_created_at", "solve_runs", ["created_at"])
     if not _is_sqlite():
-        op.create_foreign_key(
-            "fk_solves_champion_run_id", "solves", "solve_runs", ["champion_run_id"], ["id"]
-        )
+        op.create_foreign_key("fk_solves_champion_run_id", "solves", "solve_runs", ["champion_run_id"], ["id"])
 
 
 def downgrade() -> None:

@@ -32,8 +32,9 @@ def upgrade() -> None:
         sa.Column("comment_url", sa.String(length=1000), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["solve_id"], ["solves.id"], name="fk_webhook_deliveries_solve_id",
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["solve_id"], ["solves.id"], name="fk_webhook_deliveries_solve_id", ondelete="SET NULL"
+        ),
         sa.PrimaryKeyConstraint("id", name="webhook_deliveries_pkey"),
         sa.UniqueConstraint("delivery_id", name="uq_webhook_deliveries_delivery_id"),
     )

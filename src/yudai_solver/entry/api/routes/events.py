@@ -10,10 +10,10 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from yudai_solver.solving import solves
 from yudai_solver.base import statuses
 from yudai_solver.base.errors import NotFound
 from yudai_solver.entry.api.deps import CurrentUser, DbDep, RowId
+from yudai_solver.solving import solves
 
 router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
 POLL_S = 0.5
@@ -25,8 +25,11 @@ def events(session_id: RowId, solve_id: str, request: Request, db: DbDep, user: 
     solves.get_owned_solve(db, user=user, session_id=session_id, solve_id=solve_id)  # 404 before streaming
     factory, user_id = request.app.state.session_factory, user.id
     db.rollback()  # hold no transaction (on SQLite: the write lock) for the life of the stream
-    return StreamingResponse(_stream(request, factory, user_id, session_id, solve_id), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _stream(request, factory, user_id, session_id, solve_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _stream(

@@ -1,10 +1,10 @@
 from fastapi import APIRouter
 
 from yudai_solver.base.models import Issue
-from yudai_solver.solving import issues
-from yudai_solver.solving.repos import resolve_repo
 from yudai_solver.base.schemas import IssueOut, IssueUpsert
 from yudai_solver.entry.api.deps import CurrentUser, DbDep, SettingsDep
+from yudai_solver.solving import issues
+from yudai_solver.solving.repos import resolve_repo
 
 router = APIRouter(prefix="/issues", tags=["issues"])
 

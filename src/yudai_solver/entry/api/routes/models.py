@@ -1,9 +1,9 @@
 from fastapi import APIRouter, Response
 
 from yudai_solver.base.models import AIModel
-from yudai_solver.solving import ai_models
 from yudai_solver.base.schemas import ModelCreate, ModelOut, ModelUpdate
 from yudai_solver.entry.api.deps import AdminUser, CurrentUser, DbDep, RowId
+from yudai_solver.solving import ai_models
 
 router = APIRouter(prefix="/models", tags=["models"])
 

@@ -1,9 +1,9 @@
 from fastapi import APIRouter
 
 from yudai_solver.base.models import ChatSession
-from yudai_solver.solving import chat_sessions
 from yudai_solver.base.schemas import SessionCreate, SessionOut
 from yudai_solver.entry.api.deps import CurrentUser, DbDep
+from yudai_solver.solving import chat_sessions
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 

@@ -2,8 +2,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from yudai_solver.base.schemas import (MAX_DB_INT, CancelOut, Page, PullRequestOut, RunBrief, RunDetail,
-                                       SolveListItem, SolveStart, SolveStarted, SolveStatus)
+from yudai_solver.base.models import SolveRun
+from yudai_solver.base.schemas import (
+    MAX_DB_INT,
+    CancelOut,
+    Page,
+    PullRequestOut,
+    RunBrief,
+    RunDetail,
+    SolveListItem,
+    SolveStart,
+    SolveStarted,
+    SolveStatus,
+)
 from yudai_solver.entry.api.deps import CurrentUser, DbDep, DispatcherDep, RowId, SettingsDep
 from yudai_solver.execution.workspace import workspaces_for
 from yudai_solver.scm import followup
@@ -13,8 +24,9 @@ router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
 
 
 @router.post("/solve/start", status_code=201, response_model=SolveStarted)
-def start(session_id: RowId, body: SolveStart, db: DbDep, user: CurrentUser, settings: SettingsDep,
-          dispatcher: DispatcherDep):
+def start(
+    session_id: RowId, body: SolveStart, db: DbDep, user: CurrentUser, settings: SettingsDep, dispatcher: DispatcherDep
+) -> SolveStarted:
     solve, rows = solves.start_solve(db, user=user, session_id=session_id, request=body, settings=settings)
     dispatcher.dispatch(db, solve, rows)
     runs = [RunBrief.model_validate(r, from_attributes=True) for r in rows]
@@ -22,24 +34,29 @@ def start(session_id: RowId, body: SolveStart, db: DbDep, user: CurrentUser, set
 
 
 @router.get("/solve/status/{solve_id}", response_model=SolveStatus)
-def status(session_id: RowId, solve_id: str, db: DbDep, user: CurrentUser):
+def status(session_id: RowId, solve_id: str, db: DbDep, user: CurrentUser) -> SolveStatus:
     return solves.status(db, user=user, session_id=session_id, solve_id=solve_id)
 
 
 @router.get("/solve/{solve_id}/runs/{run_id}", response_model=RunDetail)
-def run_detail(session_id: RowId, solve_id: str, run_id: str, db: DbDep, user: CurrentUser):
+def run_detail(session_id: RowId, solve_id: str, run_id: str, db: DbDep, user: CurrentUser) -> SolveRun:
     return solves.get_run(db, user=user, session_id=session_id, solve_id=solve_id, run_id=run_id)
 
 
 @router.get("/solves", response_model=Page)
-def list_solves(session_id: RowId, db: DbDep, user: CurrentUser,
-                limit: Annotated[int, Query(gt=0, le=200)] = 20, offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0):
+def list_solves(
+    session_id: RowId,
+    db: DbDep,
+    user: CurrentUser,
+    limit: Annotated[int, Query(gt=0, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
+) -> Page:
     items, total = solves.list_solves(db, user=user, session_id=session_id, limit=limit, offset=offset)
     return Page(items=[SolveListItem.model_validate(s) for s in items], total=total, limit=limit, offset=offset)
 
 
 @router.post("/solve/cancel/{solve_id}", response_model=CancelOut)
-def cancel(session_id: RowId, solve_id: str, db: DbDep, user: CurrentUser, dispatcher: DispatcherDep):
+def cancel(session_id: RowId, solve_id: str, db: DbDep, user: CurrentUser, dispatcher: DispatcherDep) -> CancelOut:
     solve = solves.cancel(db, user=user, session_id=session_id, solve_id=solve_id)
     db.commit()
     dispatcher.cancel(solve.id)
@@ -47,8 +64,9 @@ def cancel(session_id: RowId, solve_id: str, db: DbDep, user: CurrentUser, dispa
 
 
 @router.post("/solve/{solve_id}/pr", response_model=PullRequestOut)
-def pull_request(session_id: RowId, solve_id: str, request: Request, db: DbDep, user: CurrentUser,
-                 settings: SettingsDep):
+def pull_request(
+    session_id: RowId, solve_id: str, request: Request, db: DbDep, user: CurrentUser, settings: SettingsDep
+) -> PullRequestOut:
     """Open the champion's PR now, or again after a failure; a PR already open is answered, not repeated."""
     solves.get_owned_solve(db, user=user, session_id=session_id, solve_id=solve_id)
     db.rollback()  # no transaction held open (SQLite: no write lock) while git and GitHub work

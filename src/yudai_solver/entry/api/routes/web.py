@@ -16,4 +16,11 @@ def _page() -> str:
 
 @router.get("/ui", response_class=HTMLResponse, include_in_schema=False)
 def page() -> HTMLResponse:
-    return HTMLResponse(_page(), headers={"Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'"})
+    return HTMLResponse(
+        _page(),
+        headers={
+            "Content-Security-Policy": (
+                "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'"
+            )
+        },
+    )

@@ -19,10 +19,15 @@ RawBody = Annotated[bytes, Depends(_raw_body)]
 
 
 @router.post("/github", response_model=WebhookOut)
-def github(db: DbDep, settings: SettingsDep, dispatcher: DispatcherDep, body: RawBody,
-           x_hub_signature_256: Annotated[str | None, Header()] = None,
-           x_github_event: Annotated[str | None, Header()] = None,
-           x_github_delivery: Annotated[str | None, Header()] = None):
+def github(
+    db: DbDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    body: RawBody,
+    x_hub_signature_256: Annotated[str | None, Header()] = None,
+    x_github_event: Annotated[str | None, Header()] = None,
+    x_github_delivery: Annotated[str | None, Header()] = None,
+) -> WebhookOut:
     """Verified first (401 otherwise, nothing recorded); a delivery id counts once."""
     payload = webhooks.verified_payload(settings, body, x_hub_signature_256)
     delivery_id, event = _required(x_github_delivery, "X-GitHub-Delivery"), _required(x_github_event, "X-GitHub-Event")
@@ -31,8 +36,9 @@ def github(db: DbDep, settings: SettingsDep, dispatcher: DispatcherDep, body: Ra
         dispatcher.dispatch(db, received.solve, received.runs)  # commits the delivery's row with the solve
     else:
         db.commit()
-    return WebhookOut(delivery_id=received.delivery_id, outcome=received.outcome, reason=received.reason,
-                      solve_id=received.solve_id)
+    return WebhookOut(
+        delivery_id=received.delivery_id, outcome=received.outcome, reason=received.reason, solve_id=received.solve_id
+    )
 
 
 def _required(value: str | None, header: str) -> str:
