@@ -139,13 +139,14 @@ def test_time_budget_holds_across_workers(cluster):
     cluster.add_model("sleeper")
     cluster.worker()
     cluster.worker()
-    started = time.monotonic()
     solve_id = cluster.start(
         matrix={"models": ["sleeper"], "temperatures": [0, 1, 2]}, limits={"time_budget_s": 3}, test_command="true"
     )
     solve = cluster.wait(solve_id, timeout=60)
     assert solve.status == "failed" and "time budget exceeded" in solve.error_message
-    assert time.monotonic() - started < 15
+    # Counted from the solve's start (its first run claimed), as the budget is: the workers' start-up, mostly
+    # importing the agent stack (~9 s here), is no part of it.
+    assert (solve.completed_at - solve.started_at).total_seconds() < 3 + 5
     assert {(r.status, r.error_message) for r in cluster.runs(solve_id)} == {("failed", "time budget exceeded")}
     wait_for(lambda: not sleeping_pids(marker), timeout=5)
 
