@@ -173,12 +173,18 @@ def wait_for_baseline(
     """The solve's baseline once measured (or failed to measure); None if the run is stopped or it takes too long."""
     deadline = time.monotonic() + timeout_s
     while not control.stopped and time.monotonic() < deadline:
-        with factory() as session:
-            baseline: dict[str, Any] | None = session.scalar(select(Solve.baseline).where(Solve.id == solve_id))
+        baseline = _read_baseline(factory, solve_id)
         if baseline and baseline.get("state") != "measuring":
             return baseline
         control.cancel_event.wait(BASELINE_POLL_S)
     return None
+
+
+@surviving_outages
+def _read_baseline(factory: sessionmaker[Session], solve_id: str) -> dict[str, Any] | None:
+    with factory() as session:
+        baseline: dict[str, Any] | None = session.scalar(select(Solve.baseline).where(Solve.id == solve_id))
+    return baseline
 
 
 @surviving_outages
