@@ -5,7 +5,9 @@ opened through githubkit against a fake GitHub; failures recorded on the run; th
 import base64
 import logging
 import subprocess
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -378,6 +380,24 @@ def test_a_webhook_started_solve_gets_one_comment_linking_the_pr(world):
     assert len(comments) == 2
     assert "opened https://github.com/acme/widgets/pull/101" in comments[0]
     assert "found no fix for this issue (failed): no run passed the tests" in comments[1]
+
+
+def test_callers_that_meet_at_the_end_of_a_solve_comment_once(world):
+    # The last run, a verification or a budget may all end a solve at once, each calling the follow-up.
+    solve_id = world.solve()
+    with transaction(world.factory) as session:
+        session.add(WebhookDelivery(delivery_id="d-race", event="issues", outcome="started", solve_id=solve_id))
+    barrier = threading.Barrier(6)
+
+    def call() -> str | None:
+        barrier.wait()
+        return report_on_issue(world.settings, world.factory, solve_id)
+
+    with ThreadPoolExecutor(6) as pool:
+        urls = [f.result() for f in [pool.submit(call) for _ in range(6)]]
+
+    assert len(world.fake.repos["acme/widgets"].comments) == 1
+    assert [u for u in urls if u] == [world.fake.repos["acme/widgets"].comments[0]["html_url"]]
 
 
 def test_the_token_is_never_on_disk_in_a_command_line_a_log_or_the_database(world, engine, caplog, monkeypatch):

@@ -21,6 +21,11 @@ def run_status(pipeline, solve_id: str) -> list[str]:
         return list(session.scalars(select(SolveRun.status).where(SolveRun.solve_id == solve_id)))
 
 
+def pinned_commit(pipeline, solve_id: str) -> str | None:
+    with pipeline.factory() as session:
+        return session.get(Solve, solve_id).base_commit
+
+
 def sleep_pids() -> set[int]:
     return pids_where(lambda cmdline: cmdline == b"sleep\x00600\x00")
 
@@ -234,7 +239,7 @@ def test_every_run_of_a_solve_starts_from_the_same_pinned_commit(pipeline, scrip
     solve_id = pipeline.start(
         matrix={"models": ["slow"], "temperatures": [0.0, 1.0]}, limits={"max_parallel": 1}, test_command="true"
     )
-    wait_for(lambda: "running" in run_status(pipeline, solve_id))
+    wait_for(lambda: pinned_commit(pipeline, solve_id) is not None)  # the first checkout pinned it
     (pipeline.repo / "later.txt").write_text("pushed while the solve runs\n")
     subprocess.run(["git", "-C", str(pipeline.repo), "add", "later.txt"], check=True)
     subprocess.run(

@@ -235,7 +235,9 @@ def _watch(factory: sessionmaker[Session], solve_id: str, control: RunControl) -
 
 def _beat(factory: sessionmaker[Session], solve_id: str, *, write: bool) -> bool:
     with transaction(factory) as session:
-        solve = session.get(Solve, solve_id)
+        # Locked when it writes: else a budget that stops the verification in between would be overwritten.
+        query = select(Solve).where(Solve.id == solve_id)
+        solve = session.scalar(query.with_for_update() if write else query)
         verification = (solve.verification if solve else None) or {}
         if solve is None or solve.status != statuses.RUNNING or verification.get("state") != "running":
             return False
