@@ -49,6 +49,7 @@ def api(session_factory, repo_root: Path, tmp_path: Path):
         data_dir=tmp_path / "data",
         local_repo_roots=str(repo_root),
         github_api_url="http://127.0.0.1:9",
+        repo_hosts="git.example.org",  # a host without an issue tracker
     )
     app = create_app(settings, session_factory=session_factory)
     with TestClient(app) as client:

@@ -95,6 +95,7 @@ def github_settings(tmp_path: Path, fake: FakeGitHub, **overrides) -> Settings:
         github_token=TOKEN,
         github_webhook_secret=WEBHOOK_SECRET,
         github_timeout_s=5,
+        repo_private_networks="127.0.0.1/32",  # the fake GitHub and its git server listen on loopback
     )
     return Settings(**(values | overrides))
 

@@ -1,11 +1,14 @@
 """A git server over HTTPS on 127.0.0.1 (git's own `git http-backend` behind a tiny CGI bridge), like GitHub's:
-anyone may fetch, pushing needs `Authorization: Basic base64(x-access-token:TOKEN)`.
+anyone may fetch, pushing needs `Authorization: Basic base64(x-access-token:TOKEN)`. A request without credentials
+that needs them gets GitHub's challenge, `401` with `WWW-Authenticate: Basic`: only then does git ask its credential
+helper.
 
 Its certificate is self-signed; point git at it with `GIT_SSL_CAINFO`.
 """
 
 import base64
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -55,7 +58,10 @@ class GitHttpsServer:
         """`private`: fetching needs the token too, as for a private GitHub repository."""
         self.root, self.token, self.private = root, token, private
         self.pushes: list[dict] = []
-        """One entry per receive-pack request: path and whether its token was right (never the header)."""
+        """One entry per receive-pack request that came with credentials: path and whether its token was right
+        (never the header)."""
+        self.challenges: list[str] = []
+        """The path of each request answered with a 401 challenge because it came without credentials."""
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(cert, key)
         self._server: ThreadingHTTPServer | None = None
@@ -93,11 +99,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _cgi(self, method: str) -> None:
         url = urlparse(self.path)
         pushing = "git-receive-pack" in url.path or "service=git-receive-pack" in url.query
-        authorized = self.server_of.authorized(self.headers.get("Authorization"))
-        if pushing:
+        header = self.headers.get("Authorization")
+        authorized = self.server_of.authorized(header)
+        if pushing and header is not None:
             self.server_of.pushes.append({"path": url.path, "authorized": authorized})
         if pushing or self.server_of.private:
             if not authorized:
+                if header is None:
+                    self.server_of.challenges.append(url.path)
                 self.send_response(401)
                 self.send_header("WWW-Authenticate", 'Basic realm="git"')
                 self.send_header("Content-Length", "0")
@@ -145,3 +154,45 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *_args) -> None:
         pass
+
+
+class StallingServer:
+    """A host that accepts TCP connections on 127.0.0.1 and then never says a word (not even TLS's first): what a
+    tarpit, or a port that an attacker's URL names, does to a clone."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._connections: list[socket.socket] = []
+        self._accepted = 0
+        self._lock = threading.Lock()
+        self._stopped = False
+        self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def accepted(self) -> int:
+        """Connections accepted so far."""
+        with self._lock:
+            return self._accepted
+
+    def stop(self) -> None:
+        """Close every connection (a git still waiting then fails at once) and the listener."""
+        with self._lock:
+            self._stopped = True
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._stopped:
+                    connection.close()
+                    return
+                self._connections.append(connection)
+                self._accepted += 1

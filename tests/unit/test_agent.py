@@ -221,20 +221,21 @@ def test_build_model_uses_experiment_temperature_and_config(monkeypatch):
     assert model.config.model_name == "openai/local"
     assert model.config.model_kwargs == {
         "temperature": 0.2, "api_base": "http://127.0.0.1:1/v1", "max_tokens": 256, "top_p": 0.5, "timeout": 33,
-        "max_retries": 0, "num_retries": 0, "drop_params": True, "api_key": "not-needed",
+        "max_retries": 0, "num_retries": 0, "drop_params": True, "api_key": "sk-no-key",
     }  # fmt: skip
     assert model.config.cost_tracking == "ignore_errors"
     assert model.config.observation_template == mini_config()["model"]["observation_template"]
     assert model.config.format_error_template == mini_config()["model"]["format_error_template"]
 
 
-def test_build_model_leaves_keys_to_the_environment(monkeypatch):
+def test_build_model_leaves_keys_to_the_environment_for_the_providers_own_endpoint_only(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
     local = build_model(provider="openai", model_id="m", config={"api_base": "http://x/v1"}, temperature=0, timeout_s=5)
     hosted = build_model(
         provider="anthropic", model_id="claude-x", config={"api_key": "db"}, temperature=0, timeout_s=5
     )
-    assert "api_key" not in local.config.model_kwargs and "api_key" not in hosted.config.model_kwargs
+    # A server of the model's own gets a placeholder, never the worker's OpenAI key (issue 10, finding 5).
+    assert local.config.model_kwargs["api_key"] == "sk-no-key" and "api_key" not in hosted.config.model_kwargs
     assert "api_base" not in hosted.config.model_kwargs
 
 

@@ -8,6 +8,10 @@ import textwrap
 import pytest
 
 CANARY = "sk-canary-worker-environ-4f1c"
+# The worker runs as uid 65534 and starts a Python itself (the local sandbox's reaper): a venv whose interpreter
+# lives under a closed home (pyenv in /root) is not one that user can start, so the system's own 3.11 is used.
+SYSTEM_PYTHON = "/usr/bin/python3.11"
+PYTHON = SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) and sys.version_info[:2] == (3, 11) else sys.executable
 WORKER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
@@ -50,7 +54,7 @@ def _check(tmp_path, mode):
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            sys.executable,
+            PYTHON,
             "-c",
             WORKER,
             mode,

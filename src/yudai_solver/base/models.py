@@ -88,10 +88,15 @@ class ChatSession(Timestamps, Base):
 
 
 class Issue(Timestamps, Base):
+    """An issue's text as one user gave it or had it fetched from the code host: each user keeps their own, so no
+    user's text ever reaches another's solve (the seed's key on repository and number gained the owner)."""
+
     __tablename__ = "issues"
-    __table_args__ = (UniqueConstraint("repo_url", "number", name="uq_issues_repo_url_number"),)
+    __table_args__ = (UniqueConstraint("user_id", "repo_url", "number", name="uq_issues_user_id_repo_url_number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    """The owner; NULL on rows stored before texts were per owner, whose author is unknown: no solve uses them."""
     repo_url: Mapped[str] = mapped_column(String(1000), nullable=False)
     number: Mapped[int] = mapped_column(Integer, nullable=False)
     title: Mapped[str] = mapped_column(Text, nullable=False)
@@ -195,6 +200,18 @@ class SolveRun(Timestamps, Base):
     """The run's procrastinate job, when runs are dispatched through the job queue (PostgreSQL)."""
 
 
+class RepoGrant(Timestamps, Base):
+    """A repository, or every repository under a root (a directory, or an https URL prefix such as
+    `https://github.com/acme`), that a user may solve; admins may solve all without grants."""
+
+    __tablename__ = "repo_grants"
+    __table_args__ = (UniqueConstraint("user_id", "repo", name="uq_repo_grants_user_id_repo"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    repo: Mapped[str] = mapped_column(String(1000), nullable=False)
+
+
 class WebhookDelivery(Timestamps, Base):
     """One verified GitHub webhook delivery: its id is unique, so a redelivery starts nothing twice."""
 
@@ -211,3 +228,5 @@ class WebhookDelivery(Timestamps, Base):
     reason: Mapped[str | None] = mapped_column(Text)
     solve_id: Mapped[str | None] = mapped_column(ForeignKey("solves.id", ondelete="SET NULL"), index=True)
     comment_url: Mapped[str | None] = mapped_column(String(1000))
+    event_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    """The event a started solve answers (`issue_comment:<comment id>`): a redelivery under a new id starts none."""

@@ -1,22 +1,64 @@
 """API request and response schemas (pydantic). ORM models live in models.py; these are the wire format."""
 
+import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Temperature = Annotated[float, Field(ge=0, le=2)]
 MAX_DB_INT = 2**31 - 1  # INTEGER columns on both databases; larger numbers are a 422, not a driver error
+MAX_ISSUE_TITLE = 1024
+MAX_ISSUE_BODY = 65536  # GitHub's own limit on an issue body, so every real issue fits
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL refuses NUL in text and JSONB: refused here as a 422 naming the field, never a driver error.
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+Str = Annotated[str, AfterValidator(_no_nul)]
+"""Every string of a request: NUL-free."""
+Temperature = Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]
 Positive = Annotated[int, Field(gt=0, le=MAX_DB_INT)]
-NonEmpty = Annotated[str, Field(min_length=1, max_length=255)]
+NonEmpty = Annotated[Str, Field(min_length=1, max_length=255)]
+
+
+def _storable_json(value: Any, path: str) -> None:
+    """ValueError naming the place of a NUL or a non-finite number in free-form JSON (which is stored as given)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{path}: NUL characters are not allowed")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: numbers must be finite")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _storable_json(key, f"{path} (a key)")
+            _storable_json(item, f"{path}.{key}")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _storable_json(item, f"{path}[{index}]")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Open(BaseModel):
+    """Extra keys are kept as given, so they are checked like declared fields: no NUL, finite numbers."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _storable_extras(self) -> Self:
+        for key, value in (self.model_extra or {}).items():
+            _storable_json(key, "a key")
+            _storable_json(value, key)
+        return self
 
 
 class SessionCreate(Strict):
-    title: Annotated[str, Field(max_length=500)] | None = None
+    title: Annotated[Str, Field(max_length=500)] | None = None
 
 
 class SessionOut(BaseModel):
@@ -27,18 +69,17 @@ class SessionOut(BaseModel):
     updated_at: datetime | None
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(Open):
     """Per-model settings; unknown keys are passed through to the model client."""
 
-    model_config = ConfigDict(extra="allow")
     temperature: Temperature | None = None
     max_tokens: Positive | None = None
-    api_base: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    api_base: Annotated[Str, Field(pattern=r"^https?://\S+$", max_length=1000)] | None = None
 
 
 class ModelCreate(Strict):
     name: NonEmpty
-    provider: Annotated[str, Field(min_length=1, max_length=100)]
+    provider: Annotated[Str, Field(min_length=1, max_length=100)]
     model_id: NonEmpty
     config: ModelConfig = Field(default_factory=ModelConfig)
     is_active: bool = True
@@ -46,10 +87,18 @@ class ModelCreate(Strict):
 
 class ModelUpdate(Strict):
     name: NonEmpty | None = None
-    provider: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    provider: Annotated[Str, Field(min_length=1, max_length=100)] | None = None
     model_id: NonEmpty | None = None
     config: ModelConfig | None = None
     is_active: bool | None = None
+
+    @field_validator("name", "provider", "model_id", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Left out keeps the value; an explicit null would empty a NOT NULL column.
+        if value is None:
+            raise ValueError("may not be null: leave it out to keep the current value")
+        return value
 
 
 class ModelOut(BaseModel):
@@ -62,12 +111,17 @@ class ModelOut(BaseModel):
     is_active: bool | None
 
 
+IssueTitle = Annotated[Str, Field(min_length=1, max_length=MAX_ISSUE_TITLE)]
+IssueBody = Annotated[Str, Field(max_length=MAX_ISSUE_BODY)]
+RepoUrl = Annotated[Str, Field(min_length=1, max_length=1000)]
+
+
 class IssueUpsert(Strict):
-    repo_url: Annotated[str, Field(min_length=1, max_length=1000)]
+    repo_url: RepoUrl
     number: Positive
-    title: Annotated[str, Field(min_length=1)]
-    body: str = ""
-    labels: list[str] = Field(default_factory=list)
+    title: IssueTitle
+    body: IssueBody = ""
+    labels: list[NonEmpty] = Field(default_factory=list, max_length=100)
     state: Annotated[str, Field(pattern=r"^(open|closed)$")] = "open"
 
 
@@ -82,10 +136,24 @@ class IssueOut(BaseModel):
     state: str
 
 
-class Experiment(BaseModel):
+class GrantCreate(Strict):
+    user: NonEmpty
+    """The user's name."""
+    repo: RepoUrl
+    """A repository, or a root whose repositories all count: a directory, or an https URL prefix such as
+    `https://github.com/acme`."""
+
+
+class GrantOut(BaseModel):
+    id: int
+    user: str
+    repo: str
+    created_at: datetime | None
+
+
+class Experiment(Open):
     """One cell of the matrix; extra keys (the seed's `run_id`, `mode`) are kept as given."""
 
-    model_config = ConfigDict(extra="allow")
     model: NonEmpty
     temperature: Temperature
     max_edits: Positive | None = None
@@ -111,33 +179,37 @@ class Matrix(Strict):
         return self
 
 
-class Limits(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class Limits(Open):
     max_parallel: Positive | None = None
     time_budget_s: Positive | None = None
     early_stop: bool = False
     network: bool = False
     """Let the agent's commands reach the network (sandboxes that can refuse it: bubblewrap, e2b)."""
-    cost_budget_usd: Annotated[float, Field(gt=0)] | None = None
+    setup_network: bool | None = None
+    """False: the setup command runs without network too (bubblewrap, e2b); unset or true: outbound network."""
+    cost_budget_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     """Stop the solve's unfinished runs once its runs together have cost this much (as litellm prices them)."""
-    judge_model: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    judge_model: NonEmpty | None = None
     """An ai_models name or model_id asked to pick among candidates the tests leave tied."""
 
 
+Command = Annotated[Str, Field(min_length=1, max_length=10_000)]
+
+
 class SolveStart(Strict):
-    repo_url: Annotated[str, Field(min_length=1, max_length=1000)]
+    repo_url: RepoUrl
     issue_number: Positive
-    base_branch: Annotated[str, Field(min_length=1, max_length=255)] = "main"
-    issue_title: Annotated[str, Field(min_length=1)] | None = None
-    issue_body: str | None = None
+    base_branch: NonEmpty = "main"
+    issue_title: IssueTitle | None = None
+    issue_body: IssueBody | None = None
     matrix: Matrix
     limits: Limits = Field(default_factory=Limits)
-    setup_command: Annotated[str, Field(min_length=1)] | None = None
-    test_command: Annotated[str, Field(min_length=1)] | None = None
-    test_paths: list[str] | None = None
+    setup_command: Command | None = None
+    test_command: Command | None = None
+    test_paths: list[Annotated[Str, Field(max_length=1000)]] | None = None
     """Globs naming the repository's test files; the defaults (tests/, test_*.py, *_test.go, ...) otherwise."""
     create_pr: bool = False
-    requested_by: Annotated[str, Field(max_length=255)] | None = None
+    requested_by: Annotated[Str, Field(max_length=255)] | None = None
     allow_closed: bool = False
     """Solve a closed issue too (a closed one is refused otherwise)."""
 

@@ -1,7 +1,9 @@
 """Service settings, read from `YUDAI_*` environment variables once, at the edge, and passed down."""
 
+import ipaddress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, field_validator
@@ -28,7 +30,14 @@ class Settings(BaseSettings):
     default_max_edits: int = 30
     """Step limit given to an experiment that names no `max_edits`."""
     sandbox: str = "local"
-    """Sandbox backend by name."""
+    """Sandbox backend by name. Left unset, `yudai serve` and `yudai worker` pick `bubblewrap` where it runs, else
+    `local` (see `allow_shared_local_sandbox`); the embedded mode and `yudai demo` use `local`."""
+    allow_shared_local_sandbox: bool = False
+    """With `YUDAI_SANDBOX=local` set explicitly: accept that every user's agent acts with the service's rights (its
+    database, keys and files). Without it, a service on `local` refuses to start, and to start solves or runs, once
+    more than one user exists."""
+    sandbox_guard: bool = False
+    """Enforce the rule above while running; `yudai serve` and `yudai worker` turn it on (tests and embedded: off)."""
     max_concurrent_runs: int = 8
     """Runs executing at once in this process, over all solves."""
     command_timeout_s: int = 120
@@ -39,6 +48,13 @@ class Settings(BaseSettings):
     """Timeout of the setup command."""
     model_timeout_s: int = 120
     """Timeout of one model request."""
+    git_timeout_s: int = Field(1800, gt=0)
+    """Longest a clone, fetch or push of a repository may take in all."""
+    git_stall_s: int = Field(60, gt=0)
+    """A clone, fetch or push that moves nothing for this long (connecting included), or, once connected, fewer than
+    `git_low_speed_bytes` bytes per second, is killed."""
+    git_low_speed_bytes: int = Field(1000, gt=0)
+    """The transfer speed (bytes per second) below which a connected clone, fetch or push counts as stalled."""
 
     @field_validator("max_experiments", "default_max_edits", "max_concurrent_runs")
     @classmethod
@@ -54,6 +70,33 @@ class Settings(BaseSettings):
     @property
     def repo_roots(self) -> list[Path]:
         return [Path(p).resolve() for p in self.local_repo_roots.split(":") if p.strip()]
+
+    # --- Where remote repositories may be, and how much a request may carry ----------------------------------
+    repo_hosts: str = ""
+    """Comma-separated host names https repositories may be on, besides github.com and YUDAI_GITHUB_API_URL's host."""
+    repo_private_networks: str = ""
+    """Comma-separated networks (CIDR) a repository host may resolve into although they are loopback, link-local or
+    private (an in-house GitHub Enterprise); empty: public addresses only."""
+    max_request_bytes: int = 1_048_576
+    """Largest request body the API reads; a larger one answers 413."""
+
+    @field_validator("repo_private_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                ipaddress.ip_network(item.strip(), strict=False)  # a ValueError names the bad entry
+        return value
+
+    @property
+    def private_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        items = [item.strip() for item in self.repo_private_networks.split(",")]
+        return [ipaddress.ip_network(item, strict=False) for item in items if item]
+
+    @property
+    def remote_hosts(self) -> set[str]:
+        configured = {h.strip().lower() for h in self.repo_hosts.split(",") if h.strip()}
+        return configured | {"github.com", (urlparse(self.github_api_url).hostname or "").lower()} - {""}
 
     # --- GitHub: issue intake, pull requests, webhook triggers -------------------------------------------------
     github_token: SecretStr | None = None
@@ -80,6 +123,9 @@ class Settings(BaseSettings):
     """Comma-separated GitHub logins whose `/yudai solve` comments start a solve."""
     webhook_allow_collaborators: bool = True
     """Also accept `/yudai solve` from the repository's collaborators (asked of GitHub)."""
+    webhook_repeat_s: int = 600
+    """A trigger label on an issue whose label-started solve still runs, or ended less than this long ago, starts
+    nothing: GitHub may send one event again under a new delivery id."""
     pr_author_name: str = "yudai-solver"
     """Author and committer name of the champion's commit."""
     pr_author_email: str = "yudai-solver@users.noreply.github.com"
@@ -91,7 +137,8 @@ class Settings(BaseSettings):
 
     # --- Sandboxes: isolation and limits (bubblewrap, e2b) -----------------------------------------------------
     sandbox_network: bool = False
-    """Agent and test commands may use the network (bubblewrap, e2b); setup commands always may."""
+    """Agent and test commands may use the network (bubblewrap, e2b); setup commands may unless a solve's
+    `limits.setup_network` is false. bubblewrap's network is outbound only: no host loopback, no private address."""
     sandbox_memory_mb: int = 2048
     """bubblewrap: address space of each sandboxed process (RLIMIT_AS), in MiB."""
     sandbox_cpu_s: int = 1800

@@ -22,6 +22,7 @@ from yudai_solver.base.models import Solve, SolveRun
 from yudai_solver.base.settings import Settings
 from yudai_solver.dispatch.lifecycle import MAX_ATTEMPTS, STALE_VERIFICATION_S, run_env, settle_solve
 from yudai_solver.execution.control import RunControl
+from yudai_solver.execution.records import settle_lost
 from yudai_solver.execution.run import execute_run
 from yudai_solver.execution.verification import stalled as stalled_verifications
 from yudai_solver.sandboxes.e2b import kill_orphans
@@ -200,16 +201,14 @@ def _waiting(query: Select[*_Ts]) -> Select[*_Ts]:
 
 
 def recover_lost_runs(factory: sessionmaker[Session]) -> set[str]:
-    """Runs left `running` by a dead process: queue them again, or fail them after MAX_ATTEMPTS.
+    """Runs left `running` by a dead process: queue them again, or fail them after MAX_ATTEMPTS (a baseline
+    they were measuring is freed or failed with them, see `records.settle_lost`).
 
     Returns the ids of the solves concerned."""
     with transaction(factory) as session:
         lost = session.scalars(select(SolveRun).where(SolveRun.status == statuses.RUNNING)).all()
         for run in lost:
-            if run.attempts >= MAX_ATTEMPTS:
-                statuses.transition(run, statuses.FAILED, error="worker lost")
-            else:
-                statuses.transition(run, statuses.PENDING)
+            settle_lost(session, run, max_attempts=MAX_ATTEMPTS)
         session.flush()
         # Every run has a solve: the seed's column is nullable, the filter only says so to the type checker.
         solve_ids = {run.solve_id for run in lost if run.solve_id is not None}

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from yudai_solver.entry.client import SolveClient
+    from yudai_solver.solving.sandbox_policy import SandboxChoice
 
 app = typer.Typer(help="yudai-solver: many coding-agent attempts per issue, the best one kept.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -27,6 +28,8 @@ model_app = typer.Typer(help="The shared model catalogue.", no_args_is_help=True
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(model_app, name="model")
+grant_app = typer.Typer(help="Which users may solve which repositories (admins may solve all).", no_args_is_help=True)
+app.add_typer(grant_app, name="grant")
 console = Console()
 
 
@@ -78,6 +81,53 @@ def user_create(
     print(token)
 
 
+@grant_app.command("add")
+def grant_add(
+    user: str,
+    repo: Annotated[str, typer.Argument(help="A repository, a directory of them, or an https URL prefix.")],
+) -> None:
+    """Let USER solve REPO, or every repository under it (https://github.com/acme, /srv/repos)."""
+    from yudai_solver.base.db import transaction
+    from yudai_solver.base.errors import YudaiError
+    from yudai_solver.base.schemas import GrantCreate
+    from yudai_solver.solving.grants import add_grant
+    from yudai_solver.solving.users import operator
+
+    try:
+        with transaction(_migrated_factory(_settings())) as session:
+            grant = add_grant(session, operator(), GrantCreate(user=user, repo=repo))
+    except (YudaiError, ValueError) as exc:  # ValueError: pydantic's, for a value the API would answer 422
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"{grant.user} may solve {grant.repo} (grant {grant.id})")
+
+
+@grant_app.command("list")
+def grant_list(user: Annotated[str | None, typer.Option("--user", help="Only this user's grants.")] = None) -> None:
+    """Every grant, one per line: id, user, repository or root."""
+    from yudai_solver.solving.grants import list_grants
+    from yudai_solver.solving.users import operator
+
+    with _migrated_factory(_settings())() as session:
+        for grant in list_grants(session, operator(), user_name=user):
+            print(f"{grant.id}\t{grant.user}\t{grant.repo}")
+
+
+@grant_app.command("remove")
+def grant_remove(user: str, repo: str) -> None:
+    """Revoke USER's grant of REPO (as it was added)."""
+    from yudai_solver.base.db import transaction
+    from yudai_solver.solving.grants import find_grant, remove_grant
+    from yudai_solver.solving.users import operator
+
+    with transaction(_migrated_factory(_settings())) as session:
+        grant = find_grant(session, user_name=user, repo=repo)
+        if grant is None:
+            raise typer.BadParameter(f"{user} has no grant of {repo}", param_hint="repo")
+        remove_grant(session, operator(), grant.id)
+    console.print(f"{user} may no longer solve {repo} by that grant")
+
+
 @model_app.command("add")
 def model_add(
     name: str,
@@ -111,12 +161,15 @@ def serve(
     import uvicorn
 
     from yudai_solver.dispatch.factory import create_dispatcher
+    from yudai_solver.dispatch.jobqueue import is_job_queue
     from yudai_solver.entry.api import create_app
 
     settings = _settings()
     factory = _migrated_factory(settings)
+    settings, choice = _serving_sandbox(settings, factory, runs_here=worker or not is_job_queue(settings))
     dispatcher = create_dispatcher(settings, factory, worker=worker)
     api = create_app(settings, session_factory=factory, dispatcher=dispatcher)
+    api.state.sandbox_choice = choice
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 
@@ -134,8 +187,34 @@ def worker_command(
         raise typer.BadParameter("workers need a PostgreSQL YUDAI_DATABASE_URL (postgresql+psycopg://...)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     factory = _migrated_factory(settings)
+    settings, _ = _serving_sandbox(settings, factory)
     console.print(f"worker on {_safe_url(settings.resolved_database_url)}, concurrency {concurrency}")
     QueueWorker(settings, factory, concurrency=concurrency, graceful_timeout_s=graceful_timeout).run()
+
+
+def _serving_sandbox(
+    settings: Settings, factory: "sessionmaker[Session]", *, runs_here: bool = True
+) -> tuple[Settings, "SandboxChoice"]:
+    """The settings a serving process runs with, its sandbox chosen and announced on stderr; exits if refused."""
+    from sqlalchemy import func, select
+
+    from yudai_solver.base.models import User
+    from yudai_solver.solving import sandbox_policy as policy
+
+    if runs_here:
+        with factory() as session:
+            users = session.scalar(select(func.count(User.id))) or 0
+        try:
+            settings, choice = policy.choose_sandbox(settings, users)
+        except policy.SandboxRefused as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(2) from None
+    else:
+        choice = policy.no_runs_here()
+    typer.echo(choice.message, err=True)
+    if choice.warning:
+        typer.echo(f"warning: {choice.warning}", err=True)
+    return settings, choice
 
 
 @app.command()

@@ -40,6 +40,18 @@ class SolveClient:
     def update_model(self, model_id: int, patch: dict[str, Any]) -> dict[str, Any]:
         return self._object("PATCH", f"/models/{model_id}", json=patch)
 
+    def add_grant(self, user: str, repo: str) -> dict[str, Any]:
+        return self._object("POST", "/grants", json={"user": user, "repo": repo})
+
+    def grants(self) -> list[dict[str, Any]]:
+        grants: list[dict[str, Any]] = self._call("GET", "/grants")
+        return grants
+
+    def remove_grant(self, grant_id: int) -> None:
+        response = self.http.delete(f"/grants/{grant_id}")
+        if response.status_code >= 400:
+            raise ApiError(f"DELETE /grants/{grant_id} -> {response.status_code}: {response.text}")
+
     def start(self, session_id: int, body: dict[str, Any]) -> dict[str, Any]:
         return self._object("POST", f"/sessions/{session_id}/solve/start", json=body)
 

@@ -22,9 +22,17 @@ if TYPE_CHECKING:  # mini-swe-agent is imported through `mswea` only, which conf
     from minisweagent import Environment, Model
 
 OUTPUT_EXCERPT_CHARS = 2000
-# Keys of an ai_models row's config that we set ourselves (or never accept from the database, like keys).
-_OWNED_KEYS = frozenset({"temperature", "timeout", "max_retries", "num_retries", "api_key", "stream", "model"})
+# Keys of an ai_models row's config that we set ourselves (or never accept from the database, like keys), and
+# litellm's ways to send the request on to other endpoints (which would get the worker's keys).
+_OWNED_KEYS = frozenset(
+    {"temperature", "timeout", "max_retries", "num_retries", "api_key", "api_key_env", "stream", "model"}
+    | {"model_list", "fallbacks", "context_window_fallback_dict"}
+)
 PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
+ENDPOINT_KEYS = ("api_base", "base_url")
+"""Config keys naming a server of the model's own, instead of its provider's (litellm takes either)."""
+PLACEHOLDER_API_KEY = "sk-no-key"
+"""Sent to a server of the model's own that names no key: OpenAI's client refuses to start without one."""
 
 
 def model_name(provider: str, model_id: str) -> str:
@@ -45,9 +53,11 @@ def build_model(
     """mini-swe-agent's litellm model for one experiment, with mini.yaml's observation and format-error templates.
 
     `temperature` is the experiment's (the row's config temperature is ignored); every request times out after
-    `timeout_s` and is never retried by litellm or mini-swe-agent. API keys are never taken from `config`: litellm
-    reads them from the worker's environment. `input_cost_per_token` / `output_cost_per_token` in `config` price a
-    model litellm does not know (a local server, a new model), so its runs have a cost that budgets can count.
+    `timeout_s` and is never retried by litellm or mini-swe-agent. API keys are never taken from `config`: for the
+    provider's own endpoint litellm reads the provider's key from the worker's environment; a model served
+    elsewhere (`api_base`) gets only the variable its config names in `api_key_env`, or a placeholder (see
+    `_endpoint_key`). `input_cost_per_token` / `output_cost_per_token` in `config` price a model litellm does not
+    know (a local server, a new model), so its runs have a cost that budgets can count.
     """
     name = model_name(provider, model_id)
     _register_price(name, provider, config or {})
@@ -71,10 +81,27 @@ def _model_kwargs(provider: str, config: dict[str, Any], temperature: float, tim
     kwargs = {key: value for key, value in config.items() if key not in skip and value is not None}
     kwargs |= {"temperature": temperature, "timeout": timeout_s, "max_retries": 0, "num_retries": 0}
     kwargs["drop_params"] = True
-    # Local OpenAI-compatible servers ignore the key, but the OpenAI client refuses to start without one.
-    if provider == "openai" and kwargs.get("api_base") and not os.environ.get("OPENAI_API_KEY"):
-        kwargs["api_key"] = "not-needed"
+    if any(config.get(key) for key in ENDPOINT_KEYS):
+        kwargs["api_key"] = _endpoint_key(config)
     return kwargs
+
+
+def _endpoint_key(config: dict[str, Any]) -> str:
+    """The key sent to a model's own server: the value of the variable named by `api_key_env`, else a placeholder.
+
+    Given explicitly, so litellm never falls back to the provider's key in the worker's environment: an
+    `OPENAI_API_KEY` is for api.openai.com, not for whoever runs the server an `api_base` names.
+    """
+    name = config.get("api_key_env")
+    if name is None or name == "":
+        return PLACEHOLDER_API_KEY
+    # The service's own settings (database URL, GitHub token) are never a model's key, whatever a config says.
+    if not isinstance(name, str) or name.startswith("YUDAI_"):
+        raise ValueError(f"api_key_env must name the environment variable of the model's key, not {name!r}")
+    value = os.environ.get(name)
+    if not value:
+        raise ValueError(f"api_key_env names {name}, which is not set in the worker's environment")
+    return value
 
 
 class Cancelled(InterruptAgentFlow):

@@ -1,7 +1,8 @@
 """An optional judge model that picks one champion among candidate runs tied on test evidence.
 
 One chat completion through litellm, with the model name and request settings the runs use (`agent.model_name`,
-`_register_price`, `_model_kwargs`: timeout, no retries, no API key from the database), at temperature 0.
+`_register_price`, `_model_kwargs`: timeout, no retries, no API key from the database, none of the worker's
+provider keys for a server of the model's own), at temperature 0.
 Candidates are shown to the model as labels A, B, C... — never by run id — and the issue text and patches are
 untrusted data: they are placed between random boundary markers and never used as templates.
 

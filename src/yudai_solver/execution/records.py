@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, null, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,6 +73,7 @@ class RunSpec:
     max_edits: int
     evolution: str
     test_paths: list[str] | None = None
+    setup_network: bool = True
 
 
 @surviving_outages
@@ -118,6 +119,7 @@ def _spec(run: SolveRun, solve: Solve, model: AIModel) -> RunSpec:
         run.max_edits,
         run.evolution,
         solve.test_paths,
+        (solve.limits or {}).get("setup_network") is not False,
     )
 
 
@@ -151,11 +153,16 @@ def save_progress(
 
 
 @surviving_outages
-def claim_baseline(factory: sessionmaker[Session], solve_id: str) -> bool:
-    """True for exactly one run of the solve: the one that measures the tests on the untouched checkout."""
+def claim_baseline(factory: sessionmaker[Session], solve_id: str, run_id: str) -> bool:
+    """True for exactly one run of the solve: the one that measures the tests on the untouched checkout.
+
+    The claim names the run, so that a claim its run can no longer honour (its worker died, it was re-queued) is
+    given up by whoever settles that run (`_give_up_baseline`) instead of staying "measuring" for good.
+    """
     with transaction(factory) as session:
+        claim = {"state": "measuring", "run_id": run_id}
         result = session.execute(
-            update(Solve).where(Solve.id == solve_id, Solve.baseline.is_(None)).values(baseline={"state": "measuring"})
+            update(Solve).where(Solve.id == solve_id, Solve.baseline.is_(None)).values(baseline=claim)
         )
         assert isinstance(result, CursorResult)  # what an UPDATE without RETURNING answers
         return result.rowcount == 1
@@ -165,6 +172,26 @@ def claim_baseline(factory: sessionmaker[Session], solve_id: str) -> bool:
 def save_baseline(factory: sessionmaker[Session], solve_id: str, baseline: Baseline) -> None:
     with transaction(factory) as session:
         session.get_one(Solve, solve_id).baseline = storable(baseline.as_json())
+
+
+@surviving_outages
+def release_baseline(factory: sessionmaker[Session], solve_id: str, run_id: str) -> None:
+    """The run measuring the baseline stops before it is measured and will run again: let a run claim it anew."""
+    with transaction(factory) as session:
+        _give_up_baseline(session, solve_id, run_id, error=None)
+
+
+def _give_up_baseline(session: Session, solve_id: str, run_id: str, *, error: str | None) -> None:
+    """If `run_id` claimed the solve's baseline and has not measured it: free the claim for another attempt
+    (`error` None), or record the baseline as failed with `error`. A claim without a run (stored by an older
+    version) counts as this run's: measuring twice is better than never."""
+    solve = session.scalar(select(Solve).where(Solve.id == solve_id).with_for_update())
+    baseline = (solve.baseline if solve is not None else None) or {}
+    if solve is None or baseline.get("state") != "measuring" or baseline.get("run_id", run_id) != run_id:
+        return
+    # SQL NULL, which a claim looks for: None through the ORM would store JSON's `null`.
+    value = null() if error is None else storable(Baseline("error", None, error=error).as_json())
+    session.execute(update(Solve).where(Solve.id == solve_id).values(baseline=value))
 
 
 def wait_for_baseline(
@@ -205,6 +232,8 @@ def finish(
             session.flush()
             if spec.early_stop and status == statuses.COMPLETED and run.tests_passed:
                 stopped = cancel_other_runs(session, spec.solve_id, winner_id=run.id)
+        # A run measures the baseline it claimed before it finishes; one that failed first measured nothing.
+        _give_up_baseline(session, spec.solve_id, spec.run_id, error="the run measuring it ended first")
         finish_if_done(session, spec.solve_id)
     return stopped
 
@@ -217,6 +246,8 @@ def requeue(factory: sessionmaker[Session], run_id: str) -> None:
         if run.status == statuses.RUNNING:
             statuses.transition(run, statuses.PENDING)
             run.trajectory_data, run.steps, run.tokens, run.sandbox_id = None, None, None, None
+            if run.solve_id is not None:  # always: every run has a solve (the seed's column is nullable)
+                _give_up_baseline(session, run.solve_id, run_id, error=None)
 
 
 def watch(factory: sessionmaker[Session], run_id: str, *, heartbeat: bool) -> tuple[str | None, str | None]:
@@ -244,14 +275,24 @@ def settle_lost_run(factory: sessionmaker[Session], run_id: str, *, max_attempts
             return "done"
         if run.status == statuses.PENDING:
             return "retry"
-        if run.attempts >= max_attempts:
-            statuses.transition(run, statuses.FAILED, error="worker lost")
-            session.flush()
-            if run.solve_id is not None:  # always: every run has a solve (the seed's column is nullable)
-                finish_if_done(session, run.solve_id)
-            return "failed"
-        statuses.transition(run, statuses.PENDING)
-        return "retry"
+        return settle_lost(session, run, max_attempts=max_attempts)
+
+
+def settle_lost(session: Session, run: SolveRun, *, max_attempts: int) -> str:
+    """A `running` run whose process is gone, in the caller's transaction: back to pending ("retry") or failed as
+    "worker lost" ("failed") after `max_attempts`. A baseline it was measuring is freed for its next attempt, or
+    marked failed with it."""
+    solve_id = run.solve_id
+    assert solve_id is not None  # every run has a solve: the seed's column is nullable
+    if run.attempts >= max_attempts:
+        statuses.transition(run, statuses.FAILED, error="worker lost")
+        _give_up_baseline(session, solve_id, run.id, error="worker lost while measuring it")
+        session.flush()
+        finish_if_done(session, solve_id)
+        return "failed"
+    statuses.transition(run, statuses.PENDING)
+    _give_up_baseline(session, solve_id, run.id, error=None)
+    return "retry"
 
 
 def silent_runs(factory: sessionmaker[Session], *, older_than_s: float) -> list[tuple[str, str, int | None]]:

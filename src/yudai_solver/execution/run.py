@@ -6,7 +6,6 @@ the sandbox. Every exception ends here and is recorded on the run: the worker is
 
 import logging
 import os
-import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from yudai_solver.base.run_results import Baseline, ReproductionCheck
 from yudai_solver.base.settings import Settings
 from yudai_solver.execution import checks, records
 from yudai_solver.execution.baseline import BackgroundBaseline, measure
+from yudai_solver.execution.baseline import store as store_baseline
 from yudai_solver.execution.control import RunControl
 from yudai_solver.execution.outcome import (
     AgentOutcome,
@@ -34,10 +34,11 @@ from yudai_solver.execution.outcome import (
     TestOutcome,
 )
 from yudai_solver.execution.records import RunSpec
-from yudai_solver.execution.validation import detect_test_command, diff_stats, tail, untracked_patterns
+from yudai_solver.execution.validation import detect_test_command, diff_stats, remove_tree, tail, untracked_patterns
 from yudai_solver.execution.workspace import WorkspaceCache
 from yudai_solver.sandboxes import Sandbox, create_sandbox
 from yudai_solver.solving.matrix import AUTO_STRATEGY
+from yudai_solver.solving.sandbox_policy import refuse_shared_local_run
 from yudai_solver.solving.testpaths import ChangeSplit
 
 log = logging.getLogger(__name__)
@@ -105,11 +106,12 @@ def execute_run(env: RunEnv, control: RunControl) -> list[str]:
     run_dir = env.settings.data_dir / "runs" / spec.run_id
     parts, status, error = _Parts(), statuses.COMPLETED, None
     try:
+        remove_tree(run_dir)  # a re-run after its worker died on this host finds the dead attempt's files here
         _work(_Run(env, spec, control, run_dir), parts)
     except Exception as exc:  # noqa: BLE001 - recorded on the run; the solve still finishes
         status, error = statuses.FAILED, _describe(exc, control)
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_quietly(run_dir)
     if control.requeue:
         records.requeue(env.session_factory, spec.run_id)
         return []
@@ -127,6 +129,19 @@ def execute_run(env: RunEnv, control: RunControl) -> list[str]:
     return stopped
 
 
+def _remove_quietly(run_dir: Path) -> None:
+    try:
+        remove_tree(run_dir)
+    except OSError:  # the run's result matters more; the next attempt of the run clears it again
+        log.warning("could not remove %s", run_dir, exc_info=True)
+
+
+def _stop_if_stopped(control: RunControl) -> None:
+    """Between the steps before the agent: a cancel ends the run there, not only at the agent's first step."""
+    if control.stopped:
+        raise RunFailed(control.reason or "stopped")
+
+
 def _describe(exc: Exception, control: RunControl) -> str:
     if control.stopped:
         return control.reason or "stopped"
@@ -134,7 +149,8 @@ def _describe(exc: Exception, control: RunControl) -> str:
 
 
 def _work(run: _Run, parts: _Parts) -> None:
-    parts.base_commit = base_commit = _checkout(run.env, run.spec, run.workspace)
+    refuse_shared_local_run(run.env.session_factory, run.env.settings)
+    parts.base_commit = base_commit = _checkout(run.env, run.spec, run.workspace, run.control)
     settings = run.env.settings
     sandbox = create_sandbox(
         settings.sandbox,
@@ -152,13 +168,16 @@ def _work(run: _Run, parts: _Parts) -> None:
         sandbox.close()
 
 
-def _checkout(env: RunEnv, spec: RunSpec, workspace: Path) -> str:
+def _checkout(env: RunEnv, spec: RunSpec, workspace: Path, control: RunControl) -> str:
     """A checkout at the solve's base commit; the first run to get here pins it for all the others."""
-    base_commit = env.workspaces.checkout(spec.repo_url, spec.base_branch, workspace, commit=spec.base_commit)
+    cancel = control.cancel_event  # a stalled clone or a wait for another run's fetch ends with the run
+    base_commit = env.workspaces.checkout(
+        spec.repo_url, spec.base_branch, workspace, commit=spec.base_commit, cancel=cancel
+    )
     pinned = records.pin_base_commit(env.session_factory, spec.solve_id, base_commit)
     if pinned != base_commit:  # another run pinned an older tip first: start where it started
         env.workspaces.remove(workspace)
-        base_commit = env.workspaces.checkout(spec.repo_url, spec.base_branch, workspace, commit=pinned)
+        base_commit = env.workspaces.checkout(spec.repo_url, spec.base_branch, workspace, commit=pinned, cancel=cancel)
     return base_commit
 
 
@@ -167,8 +186,13 @@ def _in_sandbox(run: _Run, place: _Place, parts: _Parts) -> None:
     if spec.setup_command:
         parts.setup = _setup(run, place.sandbox, spec.setup_command)
         _require_success(parts.setup)
-    setup_artifacts = untracked_patterns(place.workspace, place.base_commit) if spec.setup_command else []
+    _stop_if_stopped(control)
+    cancel = control.cancel_event
+    setup_artifacts = (
+        untracked_patterns(place.workspace, place.base_commit, cancel=cancel) if spec.setup_command else []
+    )
     test_command = spec.test_command or detect_test_command(place.workspace)
+    _stop_if_stopped(control)
     background = _baseline(run, place, test_command)
     try:
         parts.strategy = _strategy(run, test_command, background)
@@ -181,7 +205,7 @@ def _in_sandbox(run: _Run, place: _Place, parts: _Parts) -> None:
     if agent_error:
         raise RunFailed(f"agent error: {agent_error}")
     place.sandbox.sync_workspace(place.base_commit)
-    stats = diff_stats(place.workspace, place.base_commit, ignore=setup_artifacts)
+    stats = diff_stats(place.workspace, place.base_commit, ignore=setup_artifacts, cancel=control.cancel_event)
     split = checks.split_change(stats, spec.test_paths)
     parts.change = Change(stats, checks.change_record(place.workspace, split))
     _test(run, place, split, test_command, parts)
@@ -213,7 +237,7 @@ def _strategy(run: _Run, test_command: str | None, background: BackgroundBaselin
 
 
 def _setup(run: _Run, sandbox: Sandbox, command: str) -> CommandRecord:
-    done = sandbox.run(command, timeout=run.env.settings.setup_timeout_s, network=True)
+    done = sandbox.run(command, timeout=run.env.settings.setup_timeout_s, network=run.spec.setup_network)
     return CommandRecord.of(done)
 
 
@@ -226,12 +250,11 @@ def _require_success(setup: CommandRecord) -> None:
 def _baseline(run: _Run, place: _Place, test_command: str | None) -> BackgroundBaseline | None:
     """One run per solve measures the baseline: here if setup prepared this workspace, else beside the agent."""
     env, spec = run.env, run.spec
-    if not records.claim_baseline(env.session_factory, spec.solve_id):
+    if not records.claim_baseline(env.session_factory, spec.solve_id, spec.run_id):
         return None
     if spec.setup_command:
-        records.save_baseline(
-            env.session_factory, spec.solve_id, measure(place.sandbox, test_command, env.settings.test_timeout_s)
-        )
+        measured = measure(place.sandbox, test_command, env.settings.test_timeout_s)
+        store_baseline(env.session_factory, spec, run.control, measured)
         return None
     return BackgroundBaseline(env, spec, run.run_dir / "baseline", test_command, run.control, place.base_commit)
 

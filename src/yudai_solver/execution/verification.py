@@ -67,6 +67,7 @@ class Plan:
     candidates: dict[str, str]
     """Run id -> source patch, for every completed run that changed source code."""
     pool: list[PoolTest]
+    setup_network: bool = True
 
 
 def verify_pending(env: RunEnv, solve_id: str, control: RunControl | None = None) -> None:
@@ -139,6 +140,7 @@ def _plan(env: RunEnv, solve: Solve, facts: list[RunFacts], qualified: set[str])
         solve.max_parallel or env.settings.max_concurrent_runs,
         candidates,
         pool,
+        (solve.limits or {}).get("setup_network") is not False,
     )
 
 
@@ -194,7 +196,10 @@ def _in_checkout(
     try:
         if (
             plan.setup_command
-            and sandbox.run(plan.setup_command, timeout=env.settings.setup_timeout_s, network=True).returncode != 0
+            and sandbox.run(
+                plan.setup_command, timeout=env.settings.setup_timeout_s, network=plan.setup_network
+            ).returncode
+            != 0
         ):
             return {t.id: False for t in tests}
         return {t.id: _cell(env, sandbox, workspace, plan, t, control) for t in tests}

@@ -4,7 +4,8 @@ The worker runs as root (bubblewrap as root is no sandbox by itself): `bwrap` bu
 mounts, then `setpriv` drops to a uid of the sandbox's own with every capability gone and no way back
 (no_new_privs), and `prlimit` caps memory, CPU time, file size and processes before `bash` starts. What a command
 sees: /usr, /etc (passwd and group replaced) and the mirror's objects read-only; the workspace, its home and a /tmp
-of the sandbox writable; a /proc and /dev of its own; nothing else of the host. No network unless asked.
+of the sandbox writable; a /proc and /dev of its own; nothing else of the host. No network unless asked, and then
+outbound only, through slirp4netns, without the host's loopback, its own addresses or private ones (see `slirp`).
 
 Process groups, timeouts, kill and capped output are LocalSandbox's: the outer `bwrap` leads the command's process
 group, and killing it tears the PID namespace down with every process in it.
@@ -12,13 +13,15 @@ group, and killing it tears the PID namespace down with every process in it.
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 from yudai_solver.base.errors import YudaiError
 from yudai_solver.base.settings import Settings
-from yudai_solver.sandboxes.local import DEFAULT_MAX_OUTPUT_BYTES, LocalSandbox, LocalSandboxConfig
+from yudai_solver.sandboxes import slirp
+from yudai_solver.sandboxes.local import DEFAULT_MAX_OUTPUT_BYTES, LocalSandbox, LocalSandboxConfig, kill_group
 from yudai_solver.sandboxes.uids import UidLease
 
 MIB = 1024 * 1024
@@ -36,7 +39,7 @@ class BubblewrapConfig(LocalSandboxConfig):
     uid: int
     """Host uid (and gid) every command runs as."""
     network: bool = False
-    """Agent and test commands share the host's network; setup commands always do."""
+    """Agent and test commands get outbound network too (setup commands ask for it per command)."""
     memory_mb: int
     cpu_s: int
     file_size_mb: int
@@ -90,6 +93,8 @@ class BubblewrapSandbox(LocalSandbox):
             )
             self.sandbox_id = f"bwrap-{uuid.uuid4().hex[:12]}"
             self._private = home.with_name(f"{home.name}.sandbox")
+            self._networks: dict[int, slirp.SlirpNetwork] = {}
+            self._blocked: list[str] | None = None
             self._prepare(workspace, home)
             self._mounts = self._mount_args()
         except BaseException:
@@ -109,6 +114,7 @@ class BubblewrapSandbox(LocalSandbox):
             "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
         )
         (self._private / "group").write_text(f"root:x:0:\nsandbox:x:{uid}:\nnogroup:x:65534:\n")
+        (self._private / "resolv.conf").write_text(f"nameserver {slirp.SLIRP_DNS}\n")
         for tree in (workspace, home, self._private / "tmp"):
             chown_tree(tree, uid)
 
@@ -131,8 +137,12 @@ class BubblewrapSandbox(LocalSandbox):
             str(self._private / "group"),
             "/etc/group",
         ]
-        if os.path.islink(_RESOLV_CONF) and os.path.exists(_RESOLV_CONF):
-            args += ["--ro-bind", os.path.realpath(_RESOLV_CONF), _RESOLV_CONF]
+        # The host's resolver may be on its loopback or a private address, both out of reach: slirp's forwarder.
+        # A symbolic link (systemd-resolved's, into /run) is followed by the mount, so its target gets the file.
+        resolv = os.path.realpath(_RESOLV_CONF)
+        if not resolv.startswith("/etc/"):
+            args += _parent_dirs([resolv])
+        args += ["--ro-bind", str(self._private / "resolv.conf"), resolv]
         args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(self._private / "tmp"), "/tmp"]
         binds = [(path, "--ro-bind") for path in self.config.read_only]
         binds += [(self.config.cwd, "--bind"), (self.config.home, "--bind")]
@@ -157,8 +167,12 @@ class BubblewrapSandbox(LocalSandbox):
         return args
 
     def _argv(self, command: str, cwd: str, network: bool) -> list[str]:
+        """A command with no network at all; `_launch` gives those that may have it a namespace made for them."""
+        return self._bwrap_argv(command, cwd, unshare_net=True)
+
+    def _bwrap_argv(self, command: str, cwd: str, *, unshare_net: bool) -> list[str]:
         c, uid = self.config, str(self.config.uid)
-        net = [] if network or c.network else ["--unshare-net"]
+        net = ["--unshare-net"] if unshare_net else []
         drop = [
             "setpriv",
             "--reuid",
@@ -185,6 +199,42 @@ class BubblewrapSandbox(LocalSandbox):
             "--",
         ]
         return [*self._mounts, *net, "--chdir", cwd, "--", *drop, *limits, "bash", "-c", command]
+
+    def _stop(self, pid: int) -> None:
+        # Killing the outer bwrap tears the PID namespace down with every process in it: no reaper needed.
+        kill_group(pid)
+
+    def _launch(self, command: str, cwd: str, network: bool) -> subprocess.Popen[bytes]:
+        if not (network or self.config.network):
+            return self._popen(self._argv(command, cwd, network), cwd)
+        if missing := slirp.missing_tools():
+            raise slirp.NetworkUnavailable(
+                f"network for sandboxed commands needs {', '.join(missing)} (apt-get install slirp4netns iproute2)"
+            )
+        netns = slirp.SlirpNetwork(blocked=self._blocked_networks(), log=self._private / "slirp.log")
+        try:
+            # nsenter execs bwrap in place: the process group's leader stays the outer bwrap, as without network.
+            argv = ["nsenter", f"--net={netns.path}", "--", *self._bwrap_argv(command, cwd, unshare_net=False)]
+            process = self._popen(argv, cwd)
+        except BaseException:
+            netns.close()
+            raise
+        self._networks[process.pid] = netns
+        return process
+
+    def _end(self, process: subprocess.Popen[bytes]) -> int:
+        try:
+            return super()._end(process)
+        finally:
+            if (network := self._networks.pop(process.pid, None)) is not None:
+                network.close()
+
+    def _blocked_networks(self) -> list[str]:
+        """What a networked command must not reach, read once per sandbox (the host's addresses may change)."""
+        if self._blocked is None:
+            own = [f"{address}/32" for address in slirp.host_addresses()]
+            self._blocked = list(dict.fromkeys([*slirp.BLOCKED_NETWORKS, *own]))
+        return self._blocked
 
 
 def borrowed_object_dirs(workspace: Path) -> list[str]:
@@ -220,6 +270,23 @@ def _parent_dirs(paths: Iterable[str]) -> list[str]:
     for parent in parents:
         args += ["--perms", "0755", "--dir", parent]
     return args
+
+
+def probe() -> str | None:
+    """Why the bubblewrap sandbox cannot run here, or None when a trivial command ran in its namespaces."""
+    try:
+        _check_host()
+    except BubblewrapUnavailable as exc:
+        return exc.message
+    argv = ["bwrap", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-pid", "--unshare-net"]
+    argv += ["--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--", "true"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap did not run: {exc}"
+    if done.returncode != 0:
+        return f"bwrap failed (exit {done.returncode}): {done.stderr.strip()[-300:]}"
+    return None
 
 
 def _check_host() -> None:

@@ -1,7 +1,8 @@
 """The `local` sandbox: commands run as subprocesses of the worker, each in its own process group.
 
 It isolates the environment (variables built from an allowlist) and the lifetime of processes, not the file system
-or the network; use `bubblewrap` or `e2b` for that.
+or the network; use `bubblewrap` or `e2b` for that. Each command runs under `reaper.py`, a child subreaper, so that
+what it detaches from its process group (`setsid`, double forks) still dies with it.
 """
 
 import os
@@ -25,6 +26,9 @@ DEFAULT_MAX_OUTPUT_BYTES = 128 * 1024
 _READ_CHUNK = 64 * 1024
 _POLL_S = 0.1
 _DRAIN_S = 0.25  # how long background children may still write once the command itself has exited
+_REAP_S = 15.0  # how long the reaper may take to kill what a command left (it gives up after 10 s)
+# No reaper without a Python to run it (an embedding host): the process group is then all that is killed.
+_REAPER = [sys.executable, "-I", "-S", str(Path(__file__).with_name("reaper.py"))] if sys.executable else []
 _FIXED_ENV = {
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",
@@ -97,11 +101,11 @@ class LocalSandbox:
         return self._run_capped(command, self.config.cwd, timeout, network=network)
 
     def kill(self) -> None:
-        """SIGKILL every running command's process group and refuse later commands."""
+        """Stop every running command with all it started, and refuse later commands."""
         with self._lock:
             self._killed = True
             for pgid in self._running:
-                _kill_group(pgid)
+                self._stop(pgid)
 
     def close(self) -> None:
         """Kill whatever still runs; the workspace and home belong to the caller and stay."""
@@ -147,32 +151,50 @@ class LocalSandbox:
 
     def _argv(self, command: str, cwd: str, network: bool) -> list[str]:
         """The program that runs `command`; subclasses wrap it (the process group, timeout and capture stay)."""
-        return ["bash", "-c", command]
+        return [*_REAPER, "bash", "-c", command]
+
+    def _stop(self, pid: int) -> None:
+        """Ask the reaper leading process group `pid` to kill its whole tree; subclasses may kill otherwise."""
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
     def _start(self, command: str, cwd: str, network: bool = False) -> subprocess.Popen[bytes]:
         # Started under the lock, so a concurrent kill() either sees the new group or has already refused it.
         with self._lock:
             if self._killed:
                 raise SandboxKilled()
-            process = subprocess.Popen(
-                self._argv(command, cwd, network),
-                cwd=cwd,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            process = self._launch(command, cwd, network)
             self._running.add(process.pid)
         return process
 
+    def _launch(self, command: str, cwd: str, network: bool) -> subprocess.Popen[bytes]:
+        """Start the command as the leader of a new process group; subclasses may prepare more around it."""
+        return self._popen(self._argv(command, cwd, network), cwd)
+
+    def _popen(self, argv: list[str], cwd: str, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=pass_fds,
+        )
+
     def _end(self, process: subprocess.Popen[bytes]) -> int:
-        """Kill what is left of the command's group, then reap the leader; returns its exit code."""
+        """Kill what is left of the command's tree, then reap the leader; returns its exit code."""
         # The leader is not reaped yet, so its pid (= the group id) cannot have been recycled: the kill hits only
         # our processes. It also ends background children, which would otherwise outlive the command and the run.
         with self._lock:
-            _kill_group(process.pid)
+            self._stop(process.pid)
             self._running.discard(process.pid)
+        # The group's SIGKILL is the backstop for a reaper that is gone (the command may kill it) or that gave up.
+        _exited(process.pid, time.monotonic() + _REAP_S)
+        kill_group(process.pid)
         assert process.stdout is not None  # started with stdout=PIPE
         process.stdout.close()
         return process.wait()
@@ -261,7 +283,7 @@ def _exited_now(pid: int) -> bool:
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:

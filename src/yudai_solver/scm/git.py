@@ -1,10 +1,11 @@
 """The champion's branch on the worker: a clean checkout from the mirror, the patch applied and committed, pushed.
 
-The push credential, where one is needed, travels in the git process's environment (`GIT_CONFIG_*`) for that one
-command: never in a remote URL, a config file, an argument list or a log line.
+The push credential, where one is needed, reaches that one git process through the worker's credential helper
+(`base.git_credentials`): never a remote URL, a config file, an environment, an argument list or a log line. A push
+to a local repository runs none of the hooks of either side.
 """
 
-import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -70,27 +71,41 @@ def build_branch(
     return run_git("rev-parse", "HEAD", cwd=dest).strip()
 
 
-def push(checkout: Path, remote: str, branch: str, *, token: str | None = None) -> None:
-    """Push HEAD to `branch` of `remote` (a URL or a path), with `token` as an HTTP header when given."""
-    run_git(
-        "push",
-        "--quiet",
+# Receiving hooks run in the receiving repository, as the pushing user: a local origin's hooks (pre-receive, update,
+# post-receive, ...) would be its owner's programs run as the worker. Its configuration's commands go the same way:
+# the automatic gc, and the command listing the refs of its alternates (`true` lists none).
+_RECEIVE_PACK = "git -c core.hooksPath=/dev/null -c receive.autogc=false -c core.alternateRefsCommand=true receive-pack"
+
+
+def push(
+    checkout: Path,
+    remote: str,
+    branch: str,
+    *,
+    credential: Mapping[str, str] | None = None,
+    limits: git.RemoteLimits = git.RemoteLimits(),
+) -> None:
+    """Push HEAD to `branch` of `remote` (an https URL or a path); `credential` (git's `username` and `password`)
+    answers that URL's host when it asks for one."""
+    args = ["-c", "core.hooksPath=/dev/null", "push", "--quiet"]
+    if not remote.startswith("https://"):
+        # Local transport runs this through the shell with the path appended (quoted by git).
+        args.append(f"--receive-pack={_RECEIVE_PACK}")
+    git.remote(
+        *args,
         "--",
         remote,
         f"HEAD:refs/heads/{branch}",
+        env=git.trusted_env(),
+        limits=limits,
+        credential=git.Credential.of(remote, credential or {}),
         cwd=checkout,
-        extra_env=auth_header(token) if token else None,
     )
 
 
-def auth_header(token: str) -> dict[str, str]:
-    """The environment that makes one git process send `token` as HTTP basic auth (GitHub's form)."""
-    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-    return {
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "http.extraHeader",
-        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
-    }
+def token_credential(token: str) -> dict[str, str]:
+    """A GitHub token as git's credential fields (`x-access-token` is the user name GitHub expects with it)."""
+    return {"username": "x-access-token", "password": token}
 
 
 def run_git(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlparse
 
-from yudai_solver.base.git import GitError
+from yudai_solver.base.git import GitError, RemoteLimits
 from yudai_solver.base.settings import Settings
 from yudai_solver.scm import git
 from yudai_solver.scm.protocol import AuthRejected, HostUnreachable, IssueData, IssueNotFound, RepoNotFound, ScmError
@@ -23,12 +23,13 @@ _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 class GitHubHost:
-    """Issues, pull requests and comments over the REST API; pushes over https with the token as a header."""
+    """Issues, pull requests and comments over the REST API; pushes over https, the token given to git only when
+    the host asks (through the worker's credential helper)."""
 
     name, title, has_issues = "github", "GitHub", True
 
-    def __init__(self, *, api_url: str, token: str | None, timeout_s: float):
-        self.api_url, self._token, self.timeout_s = api_url, token, timeout_s
+    def __init__(self, *, api_url: str, token: str | None, timeout_s: float, git_limits: RemoteLimits = RemoteLimits()):
+        self.api_url, self._token, self.timeout_s, self._git_limits = api_url, token, timeout_s, git_limits
 
     @classmethod
     def serves(cls, settings: Settings, repo: str) -> bool:
@@ -39,11 +40,16 @@ class GitHubHost:
     @classmethod
     def from_settings(cls, settings: Settings) -> "GitHubHost":
         token = settings.github_token.get_secret_value() if settings.github_token else None
-        return cls(api_url=settings.github_api_url, token=token or None, timeout_s=settings.github_timeout_s)
+        return cls(
+            api_url=settings.github_api_url,
+            token=token or None,
+            timeout_s=settings.github_timeout_s,
+            git_limits=RemoteLimits.of(settings),
+        )
 
     def git_credentials(self, repo: str) -> dict[str, str]:
-        """With YUDAI_GITHUB_TOKEN, the token as an HTTP header (so private repositories can be fetched)."""
-        return git.auth_header(self._token) if self._token else {}
+        """With YUDAI_GITHUB_TOKEN, the token as git's credential (so private repositories can be fetched)."""
+        return git.token_credential(self._token) if self._token else {}
 
     def fetch_issue(self, repo: str, number: int) -> IssueData:
         owner, name = _split(repo)
@@ -82,7 +88,7 @@ class GitHubHost:
 
     def push(self, repo: str, checkout: Path, branch: str) -> None:
         try:
-            git.push(checkout, repo, branch, token=self._token)
+            git.push(checkout, repo, branch, credential=self.git_credentials(repo), limits=self._git_limits)
         except GitError as exc:
             hint = "" if self._token else " (no YUDAI_GITHUB_TOKEN is set)"
             raise ScmError(f"pushing {branch} to {repo} failed{hint}: {exc.message}") from None

@@ -27,7 +27,8 @@ def host_for(settings: Settings, repo: str) -> ScmHost | None:
 
 def credentials_for(settings: Settings) -> Callable[[str], dict[str, str]]:
     """What git needs to fetch a repository, asked of the repository's own host (GitHub: the token, so private
-    repositories can be fetched): for one fetching process's environment only, never another host's repository."""
+    repositories can be fetched), as git's credential fields: the worker's credential helper gives them to the one
+    fetching git process, and for that repository's host only."""
 
     def credentials(repo: str) -> dict[str, str]:
         host = host_for(settings, repo)

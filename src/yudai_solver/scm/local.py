@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from yudai_solver.base.git import GitError
+from yudai_solver.base.git import GitError, RemoteLimits
 from yudai_solver.base.settings import Settings
 from yudai_solver.scm import git
 from yudai_solver.scm.protocol import IssueData, NoIssueTracker, ScmError
@@ -12,9 +12,13 @@ _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 
 
 class LocalHost:
-    """Pushes to the `origin` remote (for example a bare repository); the "pull request" is `ORIGIN#BRANCH`."""
+    """Pushes to the `origin` remote (for example a bare repository), running none of its hooks; the "pull request"
+    is `ORIGIN#BRANCH`."""
 
     name, title, has_issues = "local", "the local repository", False
+
+    def __init__(self, git_limits: RemoteLimits = RemoteLimits()):
+        self._git_limits = git_limits
 
     @classmethod
     def serves(cls, settings: Settings, repo: str) -> bool:
@@ -23,7 +27,7 @@ class LocalHost:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "LocalHost":
-        return cls()
+        return cls(RemoteLimits.of(settings))
 
     def git_credentials(self, repo: str) -> dict[str, str]:
         return {}
@@ -37,7 +41,7 @@ class LocalHost:
         return False
 
     def push(self, repo: str, checkout: Path, branch: str) -> None:
-        git.push(checkout, origin_of(repo), branch)
+        git.push(checkout, origin_of(repo), branch, limits=self._git_limits)
 
     def open_pull_request(self, repo: str, *, head: str, base: str, title: str, body: str) -> str:
         return f"{origin_of(repo)}#{head}"

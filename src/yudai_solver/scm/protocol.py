@@ -33,7 +33,7 @@ class ScmHost(Protocol):
     """False where the host keeps no issues (then `fetch_issue` raises NoIssueTracker)."""
 
     def git_credentials(self, repo: str) -> dict[str, str]:
-        """The environment one git process needs to fetch `repo` (empty: none); never written anywhere."""
+        """git's credential fields (`username`, `password`) that fetch `repo` (empty: none); never written anywhere."""
 
     def fetch_issue(self, repo: str, number: int) -> IssueData:
         """The issue as the host has it; IssueNotFound, RepoNotFound, HostUnreachable or ScmError otherwise."""

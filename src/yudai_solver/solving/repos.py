@@ -1,14 +1,18 @@
-"""Which repositories a solve may name: https git URLs, or git repositories under the configured local roots."""
+"""Which repositories a solve may name: https git URLs on a configured host that resolves to an allowed address,
+or git repositories under the configured local roots."""
 
+import ipaddress
 import re
+import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 from yudai_solver.base import git
 from yudai_solver.base.errors import InvalidInput
+from yudai_solver.base.settings import Settings
 
-_HTTPS = re.compile(r"^https://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~-]+){2,}(\.git)?/?$")
-_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<![./])$")
+_HTTPS = re.compile(r"https://(?P<host>[A-Za-z0-9.-]+)(:\d{1,5})?(/[A-Za-z0-9._~-]+){2,}(\.git)?/?")
+_BRANCH = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<![./])")
 _LOOKUP_TIMEOUT_S = 30  # answered while the user waits for the request
 
 
@@ -16,21 +20,54 @@ def is_local(repo: str) -> bool:
     return not repo.startswith("https://")
 
 
-def resolve_repo(repo_url: str, roots: list[Path]) -> str:
-    """The canonical form of `repo_url`, or InvalidInput: an https git URL as given, a local repo as a real path."""
+def resolve_repo(repo_url: str, settings: Settings) -> str:
+    """The canonical form of `repo_url`, or InvalidInput: an https git URL on a configured host as given, a local
+    repository's path resolved under a root. Connects nowhere and reads no repository (see `verify_repo`)."""
     if repo_url.startswith("https://"):
-        if not _HTTPS.match(repo_url) or "@" in repo_url:
+        match = _HTTPS.fullmatch(repo_url)
+        if match is None or "@" in repo_url:
             raise InvalidInput("not an https git repository URL (https://host/owner/repo)", field="repo_url")
+        # Refused before any connection, the same way whatever listens there: no port scan through the worker.
+        if match.group("host").lower() not in settings.remote_hosts:
+            raise InvalidInput(
+                "repositories must be on GitHub, YUDAI_GITHUB_API_URL's host or a host in YUDAI_REPO_HOSTS",
+                field="repo_url",
+            )
         return repo_url.rstrip("/")
     path = _local_path(repo_url)
-    if not any(path == root or path.is_relative_to(root) for root in roots):
+    if not any(path == root or path.is_relative_to(root) for root in settings.repo_roots):
         raise InvalidInput(
             "local repositories must lie under YUDAI_LOCAL_REPO_ROOTS; give an https:// git URL instead",
             field="repo_url",
         )
-    if not _is_git_repository(path):
-        raise InvalidInput(f"{path} is not a git repository", field="repo_url")
     return str(path)
+
+
+def verify_repo(repo: str, settings: Settings) -> None:
+    """InvalidInput unless a canonical repository may be used: a remote's host resolves only to public addresses
+    (or to networks YUDAI_REPO_PRIVATE_NETWORKS allows), a local path is a git repository."""
+    if not is_local(repo):
+        _check_addresses(urlparse(repo).hostname or "", settings)
+    elif not _is_git_repository(Path(repo)):
+        raise InvalidInput(f"{repo} is not a git repository", field="repo_url")
+
+
+def _check_addresses(host: str, settings: Settings) -> None:
+    try:
+        found = socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return  # no address to reach now: git fails on the same name later, naming it
+    allowed = settings.private_networks
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if (address.is_global and not address.is_multicast) or any(address in network for network in allowed):
+            continue
+        raise InvalidInput(
+            f"{host} resolves to a loopback, link-local or private address; YUDAI_REPO_PRIVATE_NETWORKS may allow it",
+            field="repo_url",
+        )
 
 
 def _local_path(repo_url: str) -> Path:
@@ -49,7 +86,7 @@ def _is_git_repository(path: Path) -> bool:
 
 def check_branch(name: str) -> str:
     """A branch name safe to hand to git as an argument (no option, no range, no shell meaning)."""
-    if not _BRANCH.match(name):
+    if not _BRANCH.fullmatch(name):
         raise InvalidInput("not a valid branch name", field="base_branch")
     return name
 

@@ -10,11 +10,12 @@ from yudai_solver.base.errors import Conflict, NotFound
 from yudai_solver.base.models import Solve, SolveRun, User, utcnow
 from yudai_solver.base.schemas import Progress, RunSummary, SolveStart, SolveStatus
 from yudai_solver.base.settings import Settings
-from yudai_solver.solving import intake
+from yudai_solver.solving import grants, intake
 from yudai_solver.solving import matrix as matrix_mod
 from yudai_solver.solving.chat_sessions import get_owned_session
 from yudai_solver.solving.reducer import end_unfinished_runs
-from yudai_solver.solving.repos import check_branch, check_local_branch, resolve_repo
+from yudai_solver.solving.repos import check_branch, check_local_branch, resolve_repo, verify_repo
+from yudai_solver.solving.sandbox_policy import refuse_shared_local
 from yudai_solver.solving.testpaths import validate_globs
 
 SUMMARY_COLUMNS = [getattr(SolveRun, name) for name in RunSummary.model_fields]
@@ -25,7 +26,10 @@ def start_solve(
 ) -> tuple[Solve, list[SolveRun]]:
     """Validate everything first, then write the solve and one pending run per experiment (caller commits)."""
     chat = get_owned_session(session, user=user, session_id=session_id)
-    repo = resolve_repo(request.repo_url, settings.repo_roots)
+    refuse_shared_local(session, settings)
+    repo = resolve_repo(request.repo_url, settings)
+    grants.require_may_solve(session, user, repo)  # before the repository is looked at: no probing of others'
+    verify_repo(repo, settings)
     branch = check_branch(request.base_branch)
     check_local_branch(repo, branch)
     experiments = matrix_mod.expand(
@@ -35,7 +39,7 @@ def start_solve(
     test_paths = validate_globs(request.test_paths) if request.test_paths is not None else None
     if request.limits.judge_model is not None:
         matrix_mod.resolve_model(session, request.limits.judge_model, field="limits.judge_model")
-    title, body = intake.issue_text(session, settings, request, repo)  # last: it may ask GitHub
+    title, body = intake.issue_text(session, settings, request, repo, user)  # last: it may ask GitHub
     limits = request.limits.model_dump(exclude_none=True)
     solve = Solve(
         id=_new_id(),
@@ -86,6 +90,13 @@ def get_owned_solve(session: Session, *, user: User, session_id: int, solve_id: 
     solve = session.get(Solve, solve_id)
     if solve is None or solve.user_id != user.id or solve.session_id != session_id:
         raise NotFound(f"solve {solve_id} not found", field="solve_id")
+    return solve
+
+
+def get_pushable_solve(session: Session, *, user: User, session_id: int, solve_id: str) -> Solve:
+    """The user's own solve, if they may still solve its repository (a revoked grant pushes nothing more)."""
+    solve = get_owned_solve(session, user=user, session_id=session_id, solve_id=solve_id)
+    grants.require_may_solve(session, user, solve.repo_url)
     return solve
 
 

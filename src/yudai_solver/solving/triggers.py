@@ -1,5 +1,6 @@
 """Solves started by a code host's webhook: a permitted trigger (see `scm.webhooks`) starts a solve with the
-configured default matrix and owner, in one chat session per owner and repository. Each delivery id counts once.
+configured default matrix, as the configured owner (whose grants apply), in one chat session per owner and
+repository. Each delivery id counts once, and so does each event GitHub sends again under a new delivery id.
 """
 
 from dataclasses import dataclass, field
@@ -7,13 +8,15 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from yudai_solver.base.db import storable
 from yudai_solver.base.errors import YudaiError
-from yudai_solver.base.models import ChatSession, Solve, SolveRun, User
+from yudai_solver.base.models import ChatSession, Solve, SolveRun, User, WebhookDelivery
 from yudai_solver.base.schemas import SolveStart
 from yudai_solver.base.settings import Settings
-from yudai_solver.scm.webhooks import Trigger, read_trigger, record_delivery
+from yudai_solver.scm.webhooks import Trigger, claim_event, earlier_event, read_trigger, record_delivery
 from yudai_solver.solving.intake import store_issue
 from yudai_solver.solving.solves import start_solve
 
@@ -44,19 +47,28 @@ def receive(session: Session, settings: Settings, *, delivery_id: str, event: st
     if row is None:
         return Received(delivery_id, DUPLICATE, "this delivery was received before")
     received = (
-        _start(session, settings, trigger, delivery_id)
+        _start(session, settings, trigger, row)
         if isinstance(trigger, Trigger)
         else Received(delivery_id, IGNORED, trigger)
     )
-    row.outcome, row.reason, row.solve_id = received.outcome, received.reason, received.solve_id
+    row.outcome, row.reason, row.solve_id = received.outcome, storable(received.reason), received.solve_id
     session.flush()
     return received
 
 
-def _start(session: Session, settings: Settings, trigger: Trigger, delivery_id: str) -> Received:
-    owner = session.scalar(select(User).where(User.name == settings.webhook_owner)) if settings.webhook_owner else None
+def _start(session: Session, settings: Settings, trigger: Trigger, row: WebhookDelivery) -> Received:
+    delivery_id = row.delivery_id
+    # The owner's row is locked (PostgreSQL) so that deliveries of one event are checked one after the other.
+    owner = (
+        session.scalar(select(User).where(User.name == settings.webhook_owner).with_for_update())
+        if settings.webhook_owner
+        else None
+    )
     if owner is None:
         return Received(delivery_id, REJECTED, "no owner for webhook solves: set YUDAI_WEBHOOK_OWNER to a user name")
+    repeated = earlier_event(session, settings, trigger)
+    if repeated is not None:
+        return Received(delivery_id, DUPLICATE, repeated)
     matrix = dict(settings.webhook_matrix) | ({"models": trigger.models} if trigger.models else {})
     try:
         request = SolveStart(
@@ -75,12 +87,15 @@ def _start(session: Session, settings: Settings, trigger: Trigger, delivery_id: 
         return Received(delivery_id, REJECTED, f"the solve request is not valid: {_first_error(exc)}")
     try:
         with session.begin_nested():  # a refused start leaves the delivery row in place
-            store_issue(session, trigger.repo_url, trigger.issue)
             solve, runs = start_solve(
                 session, user=owner, session_id=_chat(session, owner, trigger).id, request=request, settings=settings
             )
+            store_issue(session, owner, solve.repo_url, trigger.issue)
+            claim_event(session, row, trigger)
     except YudaiError as exc:
         return Received(delivery_id, REJECTED, exc.message)
+    except IntegrityError:  # a concurrent delivery of the same event claimed it first
+        return Received(delivery_id, DUPLICATE, "this event started a solve already")
     return Received(delivery_id, STARTED, None, solve, runs)
 
 

@@ -47,6 +47,7 @@ class ScriptedChatServer:
     def __init__(self, scripts: dict[str, list[Step]]):
         self.scripts = scripts
         self._requests: list[dict[str, Any]] = []
+        self._headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
         self.base_url = ""
@@ -57,6 +58,13 @@ class ScriptedChatServer:
         """A copy of every chat request body received so far, in arrival order."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def headers(self) -> list[dict[str, str]]:
+        """The HTTP headers of every chat request received so far (names lower-cased), in arrival order: what a
+        test checks the credentials sent to this server with."""
+        with self._lock:
+            return [dict(headers) for headers in self._headers]
 
     def start(self) -> str:
         """Bind a free port on 127.0.0.1, serve in a daemon thread; return the base URL for litellm's api_base.
@@ -87,10 +95,12 @@ class ScriptedChatServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """Record `body` and return (HTTP status, JSON body) for it, sleeping the step's delay first."""
+    def answer(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        """Record `body` (and its HTTP `headers`) and return (HTTP status, JSON body) for it, sleeping the step's
+        delay first."""
         with self._lock:
             self._requests.append(body)
+            self._headers.append({name.lower(): value for name, value in (headers or {}).items()})
         model = body.get("model", "")
         if model not in self.scripts:
             return 404, _error(f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found")
@@ -167,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(400, _error("The body must be a JSON object.", "invalid_request_error", None))
         if body.get("stream"):
             return self._send(400, _error("Streaming is not supported.", "invalid_request_error", None))
-        self._send(*self.server.scripted.answer(body))
+        self._send(*self.server.scripted.answer(body, dict(self.headers.items())))
 
     def _read_json(self) -> dict[str, Any] | None:
         try:

@@ -40,7 +40,7 @@ CREATE TABLE chat_sessions (
 
 CREATE INDEX ix_chat_sessions_user_id ON chat_sessions (user_id);
 
--- GitHub (or local) issues, one row per repository and number.
+-- GitHub (or local) issues, one row per owner, repository and number: no user's text reaches another's solve.
 CREATE TABLE issues (
     id SERIAL NOT NULL,
     repo_url VARCHAR(1000) NOT NULL,
@@ -51,8 +51,22 @@ CREATE TABLE issues (
     state VARCHAR(50) DEFAULT 'open' NOT NULL,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
     updated_at TIMESTAMP WITH TIME ZONE,
+    user_id INTEGER,
     CONSTRAINT issues_pkey PRIMARY KEY (id),
-    CONSTRAINT uq_issues_repo_url_number UNIQUE (repo_url, number)
+    CONSTRAINT uq_issues_user_id_repo_url_number UNIQUE (user_id, repo_url, number),
+    CONSTRAINT fk_issues_user_id FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+);
+
+-- Repositories (or roots of them) a user may solve; admins may solve all.
+CREATE TABLE repo_grants (
+    id SERIAL NOT NULL,
+    user_id INTEGER NOT NULL,
+    repo VARCHAR(1000) NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
+    updated_at TIMESTAMP WITH TIME ZONE,
+    CONSTRAINT repo_grants_pkey PRIMARY KEY (id),
+    CONSTRAINT uq_repo_grants_user_id_repo UNIQUE (user_id, repo),
+    CONSTRAINT fk_repo_grants_user_id FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
 );
 
 -- Model configurations: a name mapped to provider, model id and settings (never API keys).
@@ -153,7 +167,7 @@ CREATE INDEX idx_solve_runs_created_at ON solve_runs (created_at);
 ALTER TABLE solves
     ADD CONSTRAINT fk_solves_champion_run_id FOREIGN KEY (champion_run_id) REFERENCES solve_runs (id);
 
--- Verified GitHub webhook deliveries; the unique delivery id makes a redelivery start nothing twice.
+-- Verified GitHub webhook deliveries; the unique delivery id and event key make a redelivery start nothing twice.
 CREATE TABLE webhook_deliveries (
     id SERIAL NOT NULL,
     delivery_id VARCHAR(255) NOT NULL,
@@ -168,13 +182,15 @@ CREATE TABLE webhook_deliveries (
     comment_url VARCHAR(1000),
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
     updated_at TIMESTAMP WITH TIME ZONE,
+    event_key VARCHAR(255),
     CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id),
     CONSTRAINT uq_webhook_deliveries_delivery_id UNIQUE (delivery_id),
+    CONSTRAINT uq_webhook_deliveries_event_key UNIQUE (event_key),
     CONSTRAINT fk_webhook_deliveries_solve_id FOREIGN KEY (solve_id) REFERENCES solves (id) ON DELETE SET NULL
 );
 
 CREATE INDEX ix_webhook_deliveries_solve_id ON webhook_deliveries (solve_id);
 
-INSERT INTO alembic_version (version_num) VALUES ('0005');
+INSERT INTO alembic_version (version_num) VALUES ('0006');
 
 COMMIT;

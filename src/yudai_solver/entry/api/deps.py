@@ -55,3 +55,5 @@ AdminUser = Annotated[User, Depends(admin_user)]
 
 RowId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 """An integer id in a path: out-of-range numbers answer 422 before any query."""
+EntityId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+"""A solve's or run's id in a path: anything else (a NUL, which PostgreSQL refuses) answers 422 before any query."""

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from yudai_solver.base import statuses
 from yudai_solver.base.errors import NotFound
-from yudai_solver.entry.api.deps import CurrentUser, DbDep, RowId
+from yudai_solver.entry.api.deps import CurrentUser, DbDep, EntityId, RowId
 from yudai_solver.solving import solves
 
 router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
@@ -20,7 +20,7 @@ POLL_S = 0.5
 
 
 @router.get("/solve/{solve_id}/events")
-def events(session_id: RowId, solve_id: str, request: Request, db: DbDep, user: CurrentUser) -> StreamingResponse:
+def events(session_id: RowId, solve_id: EntityId, request: Request, db: DbDep, user: CurrentUser) -> StreamingResponse:
     """`text/event-stream` of the status document (the same as the status endpoint's), sent when it changes."""
     solves.get_owned_solve(db, user=user, session_id=session_id, solve_id=solve_id)  # 404 before streaming
     factory, user_id = request.app.state.session_factory, user.id

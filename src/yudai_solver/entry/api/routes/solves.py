@@ -15,7 +15,7 @@ from yudai_solver.base.schemas import (
     SolveStarted,
     SolveStatus,
 )
-from yudai_solver.entry.api.deps import CurrentUser, DbDep, DispatcherDep, RowId, SettingsDep
+from yudai_solver.entry.api.deps import CurrentUser, DbDep, DispatcherDep, EntityId, RowId, SettingsDep
 from yudai_solver.execution.workspace import workspaces_for
 from yudai_solver.scm import followup
 from yudai_solver.solving import solves
@@ -34,12 +34,12 @@ def start(
 
 
 @router.get("/solve/status/{solve_id}", response_model=SolveStatus)
-def status(session_id: RowId, solve_id: str, db: DbDep, user: CurrentUser) -> SolveStatus:
+def status(session_id: RowId, solve_id: EntityId, db: DbDep, user: CurrentUser) -> SolveStatus:
     return solves.status(db, user=user, session_id=session_id, solve_id=solve_id)
 
 
 @router.get("/solve/{solve_id}/runs/{run_id}", response_model=RunDetail)
-def run_detail(session_id: RowId, solve_id: str, run_id: str, db: DbDep, user: CurrentUser) -> SolveRun:
+def run_detail(session_id: RowId, solve_id: EntityId, run_id: EntityId, db: DbDep, user: CurrentUser) -> SolveRun:
     return solves.get_run(db, user=user, session_id=session_id, solve_id=solve_id, run_id=run_id)
 
 
@@ -56,7 +56,7 @@ def list_solves(
 
 
 @router.post("/solve/cancel/{solve_id}", response_model=CancelOut)
-def cancel(session_id: RowId, solve_id: str, db: DbDep, user: CurrentUser, dispatcher: DispatcherDep) -> CancelOut:
+def cancel(session_id: RowId, solve_id: EntityId, db: DbDep, user: CurrentUser, dispatcher: DispatcherDep) -> CancelOut:
     solve = solves.cancel(db, user=user, session_id=session_id, solve_id=solve_id)
     db.commit()
     dispatcher.cancel(solve.id)
@@ -65,10 +65,10 @@ def cancel(session_id: RowId, solve_id: str, db: DbDep, user: CurrentUser, dispa
 
 @router.post("/solve/{solve_id}/pr", response_model=PullRequestOut)
 def pull_request(
-    session_id: RowId, solve_id: str, request: Request, db: DbDep, user: CurrentUser, settings: SettingsDep
+    session_id: RowId, solve_id: EntityId, request: Request, db: DbDep, user: CurrentUser, settings: SettingsDep
 ) -> PullRequestOut:
     """Open the champion's PR now, or again after a failure; a PR already open is answered, not repeated."""
-    solves.get_owned_solve(db, user=user, session_id=session_id, solve_id=solve_id)
+    solves.get_pushable_solve(db, user=user, session_id=session_id, solve_id=solve_id)
     db.rollback()  # no transaction held open (SQLite: no write lock) while git and GitHub work
     outcome = followup.retry_pr(settings, request.app.state.session_factory, solve_id, workspaces_for(settings))
     return PullRequestOut(solve_id=solve_id, run_id=outcome.run_id, pr_url=outcome.pr_url, pr_error=outcome.pr_error)
