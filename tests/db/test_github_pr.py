@@ -196,7 +196,7 @@ def test_the_champion_gets_a_pull_request_that_tells_the_whole_story(world):
     assert body.startswith("Fixes #7\n")
     for words in (
         "**scripted-minimal-fix** at temperature 0.2",
-        "| 🏆 | scripted-minimal-fix | 0.2 | baseline | completed | ✅ passed | 3 | 2 | 1,234 | $0.0012 | 4.2 s |",
+        "| 🏆 | scripted-minimal-fix | 0.2 | baseline | completed | - | ✅ passed | 3 | 2 | 1,234 | $0.0012 | 4.2 s |",
         "| scripted-noop | 0.7 | minimal-fix",
         "Command: `python3 -m unittest discover -q`",
         "Before (baseline, untouched checkout): ❌ failed (exit 1)",

@@ -105,7 +105,7 @@ def test_model_server_error_fails_the_run_with_the_reason_and_the_solve_ends(pip
     solve_id = pipeline.start(matrix={"models": ["broken", "quick"]}, test_command="test -f fix.txt")
     solve = pipeline.wait(solve_id)
     runs = runs_by_model(pipeline.factory, solve_id)
-    assert runs["broken"].status == "failed" and "agent error" in runs["broken"].error_message
+    assert runs["broken"].status == "failed" and runs["broken"].error_message.startswith("model_error: ")
     assert "500" in runs["broken"].error_message or "Error" in runs["broken"].error_message
     assert solve.status == "completed" and solve.champion_run_id == runs["quick"].id
 

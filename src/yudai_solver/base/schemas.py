@@ -1,8 +1,9 @@
 """API request and response schemas (pydantic). ORM models live in models.py; these are the wire format."""
 
 import math
+import re
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -69,12 +70,35 @@ class SessionOut(BaseModel):
     updated_at: datetime | None
 
 
+def _key_variable(value: str) -> str:
+    # The worker reads the model's key from this variable (execution.agent._endpoint_key), never a YUDAI_ setting.
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError("must name an environment variable (letters, digits, _)")
+    if value.upper().startswith("YUDAI_"):
+        raise ValueError("the service's own YUDAI_ settings are never a model's key")
+    return value
+
+
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""USD per token, as litellm prices a model."""
+
+
 class ModelConfig(Open):
     """Per-model settings; unknown keys are passed through to the model client."""
 
     temperature: Temperature | None = None
     max_tokens: Positive | None = None
     api_base: Annotated[Str, Field(pattern=r"^https?://\S+$", max_length=1000)] | None = None
+    api_key_env: Annotated[Str, AfterValidator(_key_variable), Field(max_length=255)] | None = None
+    input_cost_per_token: Price | None = None
+    output_cost_per_token: Price | None = None
+    action_format: Literal["tool_call", "text", "auto"] | None = None
+    """How the model acts: a bash tool call per answer, one fenced bash block per answer (for servers that ignore
+    `tools`), or `auto` (the default): one probe request decides, and its finding is stored here."""
+    max_concurrency: Positive | None = None
+    """Requests of this model (at its `api_base`) in flight at once, over all runs of a worker process."""
+    requests_per_minute: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Request starts of this model per minute, per worker process (spaced evenly)."""
 
 
 class ModelCreate(Strict):
@@ -89,7 +113,11 @@ class ModelUpdate(Strict):
     name: NonEmpty | None = None
     provider: Annotated[Str, Field(min_length=1, max_length=100)] | None = None
     model_id: NonEmpty | None = None
-    config: ModelConfig | None = None
+    config: ModelConfig | None = Field(
+        default=None,
+        description="A JSON merge patch (RFC 7396) of the stored config: the keys given replace theirs, an object "
+        "merges into the stored one key by key, null removes a key, keys left out stay. `config: null` empties it.",
+    )
     is_active: bool | None = None
 
     @field_validator("name", "provider", "model_id", mode="before")
@@ -246,6 +274,11 @@ class RunSummary(BaseModel):
     error_message: str | None
     started_at: datetime | None
     completed_at: datetime | None
+    agent_exit: str | None = None
+    """How the agent's loop ended: submitted, step_limit, cost_limit, format_errors, model_timeout,
+    model_unreachable, context_too_long, rate_limited, cancelled, budget (model_error, error otherwise); None before
+    it ended. `steps` counts the model calls (what `max_edits` limits), `commands` the commands the agent ran."""
+    commands: int | None = None
 
 
 class Progress(BaseModel):
@@ -288,6 +321,14 @@ class RunDetail(RunSummary):
     trajectory_data: dict[str, Any] | None
     created_at: datetime | None
     updated_at: datetime | None
+
+    @model_validator(mode="after")
+    def _agent_figures(self) -> Self:
+        """`agent_exit` and `commands` are stored in `diagnostics` (the summary selects them from there)."""
+        diagnostics = self.diagnostics or {}
+        self.agent_exit = self.agent_exit or diagnostics.get("agent_exit")
+        self.commands = self.commands if self.commands is not None else diagnostics.get("commands")
+        return self
 
 
 class SolveListItem(BaseModel):

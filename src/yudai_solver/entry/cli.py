@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -128,6 +128,10 @@ def grant_remove(user: str, repo: str) -> None:
     console.print(f"{user} may no longer solve {repo} by that grant")
 
 
+_API_KEY_ENV_HELP = "The worker's environment variable holding the key for the model's own server (--api-base)."
+_PER_TOKEN = 1_000_000  # prices are given and shown per million tokens, as providers publish them; stored per token
+
+
 @model_app.command("add")
 def model_add(
     name: str,
@@ -135,18 +139,126 @@ def model_add(
     model_id: Annotated[str, typer.Option("--model-id", help="Model identifier for the provider's API.")],
     api_base: Annotated[str | None, typer.Option("--api-base", help="OpenAI-compatible server URL.")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env", help=_API_KEY_ENV_HELP)] = None,
 ) -> None:
     """Add a model to the catalogue (API keys stay in the worker's environment, never in the database)."""
     from yudai_solver.base.db import transaction
-    from yudai_solver.base.schemas import ModelConfig, ModelCreate
+    from yudai_solver.base.errors import YudaiError
+    from yudai_solver.base.schemas import ModelCreate
     from yudai_solver.solving.ai_models import add_model
 
-    spec = ModelCreate(
-        name=name, provider=provider, model_id=model_id, config=ModelConfig(api_base=api_base, max_tokens=max_tokens)
-    )
-    with transaction(_migrated_factory(_settings())) as session:
-        row = add_model(session, spec)
+    config = {"api_base": api_base, "max_tokens": max_tokens, "api_key_env": api_key_env}
+    try:
+        spec = ModelCreate.model_validate(
+            {"name": name, "provider": provider, "model_id": model_id, "config": _given(config)}
+        )
+        with transaction(_migrated_factory(_settings())) as session:
+            row = add_model(session, spec)
+    except (YudaiError, ValueError) as exc:  # ValueError: pydantic's, for a value the API would answer 422
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     console.print(f"added model {row.name!r} (id {row.id}): {row.provider}/{row.model_id}")
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line: one left out is no change."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Every model, one per line: id, name, provider/model_id, active or inactive, its config as JSON."""
+    import json
+
+    from yudai_solver.solving.ai_models import list_models
+
+    with _migrated_factory(_settings())() as session:
+        for row in list_models(session):
+            state = "active" if row.is_active else "inactive"
+            config = json.dumps(row.config or {}, sort_keys=True)
+            print(f"{row.id}\t{row.name}\t{row.provider}/{row.model_id}\t{state}\t{config}{_prices(row.config or {})}")
+
+
+def _prices(config: dict[str, Any]) -> str:
+    prices = [
+        f"{direction} ${config[key] * _PER_TOKEN:g}/M"
+        for direction, key in (("in", "input_cost_per_token"), ("out", "output_cost_per_token"))
+        if isinstance(config.get(key), int | float)
+    ]
+    return f"\t({', '.join(prices)})" if prices else ""
+
+
+@model_app.command("update")
+def model_update(
+    name: str,
+    api_base: Annotated[str | None, typer.Option("--api-base", help="OpenAI-compatible server URL.")] = None,
+    price_in: Annotated[
+        float | None,
+        typer.Option("--price-in", help="USD per million input tokens (for a model litellm does not price)."),
+    ] = None,
+    price_out: Annotated[float | None, typer.Option("--price-out", help="USD per million output tokens.")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env", help=_API_KEY_ENV_HELP)] = None,
+    action_format: Annotated[
+        Literal["auto", "text", "tool_call"] | None,
+        typer.Option(
+            "--action-format",
+            help="How the model acts: tool calls, one bash block per answer (text), or probed once (auto).",
+        ),
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens")] = None,
+    unset: Annotated[
+        list[str] | None, typer.Option("--unset", metavar="KEY", help="Remove this config key (repeatable).")
+    ] = None,
+    active: Annotated[
+        bool | None, typer.Option("--active/--inactive", help="Offer the model to solves, or not.")
+    ] = None,
+) -> None:
+    """Change the given settings of model NAME; the rest of its config stays as it is (a merge, like PATCH)."""
+    import json
+
+    from yudai_solver.base.db import transaction
+    from yudai_solver.base.errors import YudaiError
+    from yudai_solver.base.schemas import ModelUpdate
+    from yudai_solver.solving.ai_models import find_model, update_model
+
+    config: dict[str, Any] = dict.fromkeys(unset or [])  # null removes a key
+    config |= _given(
+        {
+            "api_base": api_base,
+            "api_key_env": api_key_env,
+            "input_cost_per_token": None if price_in is None else price_in / _PER_TOKEN,
+            "output_cost_per_token": None if price_out is None else price_out / _PER_TOKEN,
+            "action_format": action_format,
+            "max_tokens": max_tokens,
+        }
+    )
+    patch = _given({"is_active": active}) | ({"config": config} if config else {})
+    if not patch:
+        raise typer.BadParameter("nothing to change: give at least one option", param_hint="options")
+    try:
+        with transaction(_migrated_factory(_settings())) as session:
+            row = update_model(session, find_model(session, name).id, ModelUpdate.model_validate(patch))
+            config_now = dict(row.config or {})
+    except (YudaiError, ValueError) as exc:  # ValueError: pydantic's, for a value the API would answer 422
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"updated model {name!r}; its config is now {json.dumps(config_now)}", markup=False, highlight=False)
+
+
+@model_app.command("remove")
+def model_remove(name: str) -> None:
+    """Delete model NAME, or only deactivate it when runs refer to it (their history keeps its name)."""
+    from yudai_solver.base.db import transaction
+    from yudai_solver.base.errors import YudaiError
+    from yudai_solver.solving.ai_models import find_model, remove_model
+
+    try:
+        with transaction(_migrated_factory(_settings())) as session:
+            kept = remove_model(session, find_model(session, name).id)
+    except YudaiError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"deactivated model {name!r}: runs refer to it" if kept else f"removed model {name!r}")
 
 
 @app.command()

@@ -5,6 +5,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -21,7 +22,8 @@ def runs_table(status: dict[str, Any]) -> Table:
         f"({p['elapsed_s']:.1f}s, {p['tokens_total']} tokens)"
     )
     table = Table(title=title)
-    for column in ("run", "model", "temp", "evolution", "status", "step", "tokens", "tests", "lines", "files", "ms"):
+    columns = ("run", "model", "temp", "evolution", "status", "exit", "calls/cmds", "tokens", "tests", "lines", "files")
+    for column in (*columns, "ms"):
         table.add_column(column)
     for run in status["runs"]:
         mark = "👑 " if run["id"] == status.get("champion_run_id") else ""
@@ -32,7 +34,8 @@ def runs_table(status: dict[str, Any]) -> Table:
             f"{run['temperature']:g}",
             run["evolution"],
             f"[{STYLE.get(run['status'], '')}]{run['status']}[/]",
-            _n(run["steps"]),
+            run.get("agent_exit") or "-",
+            f"{_n(run['steps'])}/{_n(run.get('commands'))}",
             _n(run["tokens"]),
             tests,
             _n(run["loc_changed"]),
@@ -95,6 +98,10 @@ def show_outcome(client: SolveClient, session_id: int, status: dict[str, Any], c
         console.print(f"ranking: {status['ranking']['reason']}")
     if not status["champion_run_id"]:
         console.print(f"[red]no champion[/]: {status['error_message'] or status['status']}")
+        for run in status["runs"]:  # why each run did not win, in its own words
+            if run.get("error_message"):
+                why = escape(run["error_message"])
+                console.print(f"  {run['id'][:8]} {escape(run['model'])}: {why}", soft_wrap=True)
         return
     run = client.run(session_id, status["solve_id"], status["champion_run_id"])
     console.print(

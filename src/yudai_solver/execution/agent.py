@@ -6,6 +6,7 @@ Importing this module imports mini-swe-agent (through `mswea`, which configures 
 """
 
 import json
+import logging
 import os
 import platform
 import threading
@@ -15,17 +16,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from yudai_solver.execution.mswea import DefaultAgent, InterruptAgentFlow, LitellmModel, Submitted, litellm
-from yudai_solver.execution.strategies import STRATEGIES, mini_config
+from yudai_solver.execution import model_gate
+from yudai_solver.execution.mswea import (
+    BASH_TOOL,
+    DefaultAgent,
+    FormatError,
+    InterruptAgentFlow,
+    LitellmModel,
+    LitellmTextbasedModel,
+    Submitted,
+    litellm,
+)
+from yudai_solver.execution.strategies import STRATEGIES, mini_config, mini_text_config
 
 if TYPE_CHECKING:  # mini-swe-agent is imported through `mswea` only, which configures it first
     from minisweagent import Environment, Model
 
+log = logging.getLogger(__name__)
 OUTPUT_EXCERPT_CHARS = 2000
 # Keys of an ai_models row's config that we set ourselves (or never accept from the database, like keys), and
 # litellm's ways to send the request on to other endpoints (which would get the worker's keys).
 _OWNED_KEYS = frozenset(
     {"temperature", "timeout", "max_retries", "num_retries", "api_key", "api_key_env", "stream", "model"}
+    | {"action_format", "max_concurrency", "requests_per_minute"}
     | {"model_list", "fallbacks", "context_window_fallback_dict"}
 )
 PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
@@ -33,6 +46,16 @@ ENDPOINT_KEYS = ("api_base", "base_url")
 """Config keys naming a server of the model's own, instead of its provider's (litellm takes either)."""
 PLACEHOLDER_API_KEY = "sk-no-key"
 """Sent to a server of the model's own that names no key: OpenAI's client refuses to start without one."""
+ACTION_FORMATS = ("tool_call", "text", "auto")
+"""How a model acts (its config's `action_format`, default `auto`): a `bash` tool call per answer, one fenced
+bash block per answer (mini-swe-agent's text-based model), or whichever one probe request shows the model does."""
+TEXT_ACTION_REGEX = r"```(?:mswea_bash_command|bash|sh|shell)[ \t]*\n(.*?)\n```"
+"""A text answer's action: mini-swe-agent's `mswea_bash_command` block, or a plain bash/sh one (small local models
+often write those)."""
+PROBE_PROMPT = "Call the bash tool with the command `true`. Answer with the tool call only."
+PROBE_MAX_TOKENS = 64
+_probed: dict[tuple[str, str], str] = {}
+_probe_lock = threading.Lock()
 
 
 def model_name(provider: str, model_id: str) -> str:
@@ -48,9 +71,18 @@ def model_name(provider: str, model_id: str) -> str:
 
 
 def build_model(
-    *, provider: str, model_id: str, config: dict[str, Any] | None, temperature: float, timeout_s: int
+    *,
+    provider: str,
+    model_id: str,
+    config: dict[str, Any] | None,
+    temperature: float,
+    timeout_s: int,
+    action_format: str = "tool_call",
 ) -> LitellmModel:
     """mini-swe-agent's litellm model for one experiment, with mini.yaml's observation and format-error templates.
+
+    `action_format` "text" gives mini-swe-agent's text-based model instead (one fenced bash block per answer, with
+    mini_textbased.yaml's templates); resolve "auto" first with `resolve_action_format`.
 
     `temperature` is the experiment's (the row's config temperature is ignored); every request times out after
     `timeout_s` and is never retried by litellm or mini-swe-agent. API keys are never taken from `config`: for the
@@ -61,13 +93,62 @@ def build_model(
     """
     name = model_name(provider, model_id)
     _register_price(name, provider, config or {})
-    options: dict[str, Any] = {
-        key: mini_config()["model"][key] for key in ("observation_template", "format_error_template")
-    }
+    model_gate.configure(name, config or {})  # max_concurrency, requests_per_minute: see `SolverAgent.query`
+    text = action_format == "text"
+    templates = (mini_text_config() if text else mini_config())["model"]
+    options: dict[str, Any] = {key: templates[key] for key in ("observation_template", "format_error_template")}
     if "claude" in name.lower() or "anthropic" in name.lower():
         options["set_cache_control"] = "default_end"
     kwargs = _model_kwargs(provider, config or {}, temperature, timeout_s)
+    if text:
+        return LitellmTextbasedModel(  # type: ignore[no-untyped-call]  # mini-swe-agent: untyped **kwargs
+            model_name=name,
+            model_kwargs=kwargs,
+            cost_tracking="ignore_errors",
+            action_regex=TEXT_ACTION_REGEX,
+            **options,
+        )
     return LitellmModel(model_name=name, model_kwargs=kwargs, cost_tracking="ignore_errors", **options)
+
+
+def configured_action_format(config: dict[str, Any] | None) -> str:
+    """The config's `action_format` (default `auto`); raises ValueError for an unknown one."""
+    value = (config or {}).get("action_format") or "auto"
+    if value not in ACTION_FORMATS:
+        raise ValueError(f"action_format must be one of {', '.join(ACTION_FORMATS)}, not {value!r}")
+    return str(value)
+
+
+def resolve_action_format(
+    *, provider: str, model_id: str, config: dict[str, Any] | None, timeout_s: int
+) -> tuple[str, bool]:
+    """The model's action format, and whether a probe request decided it just now.
+
+    `auto` sends one tiny request offering the bash tool, once per model and server per process: an answer
+    without a tool call means the server (or its chat format) ignores tools, so the model acts in `text`. A probe
+    that fails (server down, timeout) decides nothing: `tool_call` is used and the run's first call meets the error.
+    """
+    chosen = configured_action_format(config)
+    if chosen != "auto":
+        return chosen, False
+    name = model_name(provider, model_id)
+    endpoint = next((str((config or {})[k]) for k in ENDPOINT_KEYS if (config or {}).get(k)), "")
+    key = (name, endpoint)
+    with _probe_lock:
+        if key in _probed:
+            return _probed[key], False
+    kwargs = _model_kwargs(provider, config or {}, 0.0, timeout_s) | {"max_tokens": PROBE_MAX_TOKENS}
+    try:
+        response = litellm.completion(
+            model=name, messages=[{"role": "user", "content": PROBE_PROMPT}], tools=[BASH_TOOL], **kwargs
+        )
+        found = "tool_call" if response.choices[0].message.tool_calls else "text"
+    except Exception:  # the run's own first call reports the error, named
+        log.info("probing the action format of %s failed", name, exc_info=True)
+        return "tool_call", False
+    with _probe_lock:
+        _probed[key] = found
+    return found, True
 
 
 def _register_price(name: str, provider: str, config: dict[str, Any]) -> None:
@@ -127,7 +208,9 @@ class SolverAgent(DefaultAgent):
     """`DefaultAgent` that can be cancelled, counts tokens and records each executed command as a step.
 
     `cancel_event` is checked before every model call and every command. `on_step(step)` is called after each
-    executed command (its exceptions end the run). Without templates the baseline strategy's are used, and
+    executed command, `on_answer()` after each model call that got an answer or failed (their exceptions end the
+    run): what lets a run save its progress as it happens. `n_calls` counts model calls; `steps` the commands.
+    Without templates the baseline strategy's are used, and
     `cost_limit` defaults to 0 (no cost limit). The run's `max_edits` is mini-swe-agent's `step_limit`: the
     number of model turns, since a turn is the smallest unit the agent can count (it cannot tell edits from reads).
     """
@@ -139,12 +222,15 @@ class SolverAgent(DefaultAgent):
         *,
         cancel_event: threading.Event,
         on_step: Callable[[dict[str, Any]], None] | None = None,
+        on_answer: Callable[[], None] | None = None,
         **agent_config: Unpack[AgentOptions],
     ) -> None:
         options: AgentOptions = {**STRATEGIES["baseline"].agent_config(), "cost_limit": 0, **agent_config}
         super().__init__(model, sandbox, **options)
         self.cancel_event = cancel_event
         self.on_step = on_step
+        self.on_answer = on_answer
+        self.format_errors = 0
         self.tokens = 0
         self.steps: list[dict[str, Any]] = []
 
@@ -157,14 +243,36 @@ class SolverAgent(DefaultAgent):
         return super().step()
 
     def query(self) -> dict[str, Any]:
-        """Count the tokens of every answer, including those that fail to parse (they were billed too)."""
+        """Count the tokens of every answer, including those that fail to parse (they were billed too), and keep
+        the answer of a format error in its message (mini-swe-agent keeps only the error)."""
         try:
-            message = super().query()
+            with model_gate.gated(self.model, self.cancel_event, Cancelled):  # limits, busy-server retries, cancel
+                message = super().query()
         except InterruptAgentFlow as e:
             self.tokens += sum(usage_tokens(m.get("extra", {}).get("response")) for m in e.messages)
+            if isinstance(e, FormatError):
+                self.format_errors += 1
+                self.cost += sum(m.get("extra", {}).get("cost", 0.0) for m in e.messages)  # see `run`
+                for m in e.messages:
+                    m.setdefault("extra", {})["answer"] = answer_of(m.get("extra", {}).get("response"))
+            self._answered()
+            raise
+        except Exception:
+            self._answered()
             raise
         self.tokens += usage_tokens(message.get("extra", {}).get("response"))
+        self._answered()
         return message
+
+    def add_messages(self, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+        # `query` counts a format error's cost as soon as it is known (for the progress it saves); DefaultAgent.run
+        # adds it again just before it adds the error's message (once per error): taken back here.
+        self.cost -= sum((m.get("extra") or {}).get("cost", 0.0) for m in messages if _is_format_error(m))
+        return super().add_messages(*messages)
+
+    def _answered(self) -> None:
+        if self.on_answer is not None:
+            self.on_answer()
 
     def execute_actions(self, message: dict[str, Any]) -> list[dict[str, Any]]:
         outputs = [self._execute(action) for action in message.get("extra", {}).get("actions", [])]
@@ -197,6 +305,19 @@ class SolverAgent(DefaultAgent):
             raise Cancelled()
 
 
+def _is_format_error(message: dict[str, Any]) -> bool:
+    return (message.get("extra") or {}).get("interrupt_type") == "FormatError"
+
+
+def answer_of(response: object) -> dict[str, Any]:
+    """What a raw response dict answered: its text and its tool calls (a format error's message keeps them)."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    message = first.get("message") if isinstance(first, dict) else None
+    message = message if isinstance(message, dict) else {}
+    return {"content": excerpt(str(message.get("content") or "")), "tool_calls": message.get("tool_calls")}
+
+
 def usage_tokens(response: object) -> int:
     """Total tokens of one raw response dict (`usage.total_tokens`, else prompt + completion); 0 without usage."""
     usage = response.get("usage") if isinstance(response, dict) else None
@@ -216,9 +337,28 @@ def excerpt(text: str, limit: int = OUTPUT_EXCERPT_CHARS) -> str:
     return text[:head] + marker + text[-(limit - len(marker) - head) :]
 
 
+AGENT_EXITS = (
+    "submitted",
+    "step_limit",
+    "cost_limit",
+    "format_errors",
+    "model_timeout",
+    "model_unreachable",
+    "context_too_long",
+    "rate_limited",
+    "cancelled",
+    "budget",
+    "model_error",
+    "error",
+)
+"""How an agent's loop ended (`agent_exit`): the named outcomes, then any other model error, any other error."""
+_ONE_LINE = 300
+
+
 @dataclass
 class AgentResult:
-    """How one agent run ended. `error` is set when the loop raised (model server down, sandbox broken, ...)."""
+    """How one agent run ended. `error` is set when the loop raised (model server down, sandbox broken, ...):
+    its type and message in full; `message` says in one line why the agent did not submit (None if it did)."""
 
     exit_status: str
     submission: str
@@ -226,6 +366,10 @@ class AgentResult:
     cost: float
     steps: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    agent_exit: str = "submitted"
+    message: str | None = None
+    model_calls: int = 0
+    format_errors: int = 0
 
 
 def task_text(title: str, body: str) -> str:
@@ -241,23 +385,102 @@ def run_agent(agent: SolverAgent, task: str) -> AgentResult:
 
     Never raises for an `Exception` from the loop: it is returned as `error`, with its type as exit status.
     """
+    error: Exception | None = None
     try:
         info = agent.run(task)
+        status, submission = info.get("exit_status", ""), info.get("submission", "")
     except Exception as e:  # noqa: BLE001 - the run records what went wrong; the worker decides what follows.
-        error = excerpt(f"{type(e).__name__}: {e}")
-        return AgentResult(type(e).__name__, "", agent.tokens, agent.cost, list(agent.steps), error)
-    status, submission = info.get("exit_status", ""), info.get("submission", "")
-    return AgentResult(status, submission, agent.tokens, agent.cost, list(agent.steps))
+        error, status, submission = e, type(e).__name__, ""
+    name, message = agent_exit(agent, status, error)
+    return AgentResult(
+        status,
+        submission,
+        agent.tokens,
+        agent.cost,
+        list(agent.steps),
+        None if error is None else excerpt(f"{type(error).__name__}: {error}"),
+        name,
+        message,
+        agent.n_calls,
+        agent.format_errors,
+    )
 
 
-def trajectory(agent: SolverAgent, exit_status: str, max_bytes: int | None = None) -> dict[str, Any]:
-    """The run's `trajectory_data`: the seed's format plus the messages (raw responses dropped, usage kept).
+def agent_exit(agent: SolverAgent, exit_status: str, error: Exception | None) -> tuple[str, str | None]:
+    """The named outcome of the agent's loop, and one line saying why it did not submit (None if it did)."""
+    if error is not None:
+        return _error_exit(agent, error)
+    limit = agent.config.step_limit
+    if exit_status == "Submitted":
+        return "submitted", None
+    if exit_status == "Cancelled":
+        return "cancelled", "cancelled: the run was stopped before the agent submitted"
+    if exit_status == "RepeatedFormatError":
+        return "format_errors", _format_errors_line(agent)
+    if exit_status == "LimitsExceeded" and 0 < limit <= agent.n_calls:
+        return "step_limit", f"step_limit: the agent did not submit within its {limit} model calls (max_edits)"
+    if exit_status == "LimitsExceeded":
+        return "cost_limit", f"cost_limit: the agent did not submit within its cost limit (${agent.cost:.4f} spent)"
+    return "error", one_line(f"error: the agent stopped with {exit_status}")
+
+
+def _format_errors_line(agent: SolverAgent) -> str:
+    if isinstance(agent.model, LitellmTextbasedModel):
+        return (
+            f"format_errors: {agent.config.max_consecutive_format_errors} answers in a row had no single fenced bash "
+            "block (action_format text)"
+        )
+    return (
+        f"format_errors: {agent.config.max_consecutive_format_errors} answers in a row had no bash tool call "
+        "(action_format tool_call; a server that ignores tools needs action_format text or auto)"
+    )
+
+
+def _error_exit(agent: SolverAgent, error: Exception) -> tuple[str, str]:
+    url = model_url(agent.model)
+    exceptions = litellm.exceptions
+    detail = one_line(f"{type(error).__name__}: {error}", 160)
+    if isinstance(error, exceptions.ContextWindowExceededError):
+        return "context_too_long", f"context_too_long: the conversation outgrew the model's context ({detail})"
+    if isinstance(error, exceptions.RateLimitError):
+        return "rate_limited", f"rate_limited: {url} refused the request (HTTP 429)"
+    if isinstance(error, exceptions.Timeout):
+        timeout = agent.model.config.model_kwargs.get("timeout")
+        return "model_timeout", f"model_timeout: {url} did not answer within {timeout}s"
+    unreachable = isinstance(error, exceptions.APIConnectionError) or (
+        isinstance(error, exceptions.InternalServerError) and "connection error" in str(error).lower()
+    )
+    if unreachable:
+        return "model_unreachable", f"model_unreachable: could not connect to {url}"
+    if type(error).__module__.startswith(("litellm", "openai", "httpx")):
+        return "model_error", one_line(f"model_error: {url}: {detail}")
+    return "error", one_line(f"error: {detail}")
+
+
+def model_url(model: object) -> str:
+    """The server a model's requests go to: its `api_base`, else its provider's (as litellm names the model)."""
+    config = getattr(model, "config", None)
+    kwargs = getattr(config, "model_kwargs", {}) or {}
+    base = next((kwargs[key] for key in ENDPOINT_KEYS if kwargs.get(key)), None)
+    return str(base) if base else f"the provider of {getattr(config, 'model_name', 'the model')}"
+
+
+def one_line(text: str, limit: int = _ONE_LINE) -> str:
+    """The first line of `text`, cut to `limit` characters: for an error_message (the full text goes elsewhere)."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def trajectory(agent: SolverAgent, exit_status: str | None, max_bytes: int | None = None) -> dict[str, Any]:
+    """The run's `trajectory_data`: the seed's format plus the messages (raw responses dropped, usage kept; a
+    format error's message keeps the answer it rejected). `exit_status` None while the run works.
 
     With `max_bytes`, its JSON is cut to fit (see `bounded`).
     """
     data: dict[str, Any] = {
         "exit_status": exit_status,
         "total_steps": len(agent.steps),
+        "model_calls": agent.n_calls,
         "steps": agent.steps,
         "messages": [_slim(message) for message in agent.messages],
     }

@@ -39,9 +39,41 @@ import litellm  # noqa: E402
 
 litellm.suppress_debug_info = True
 
+
+def _litellm_logs_to_the_log() -> None:
+    """litellm's loggers print to stdout/stderr through their own handler (its "custom pricing" warning lands in
+    the middle of the CLI's output): drop that handler, so their records go where the process's logging sends
+    them — the log, not the CLI's output."""
+    import logging
+
+    for name in ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+        # A process without logging configured (the embedded CLI) would print them through Python's last-resort
+        # handler: a handler that drops them keeps them out, and the log's handlers above still get them.
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = True
+
+
+_litellm_logs_to_the_log()
+
 from minisweagent.agents.default import DefaultAgent  # noqa: E402
 from minisweagent.config import builtin_config_dir  # noqa: E402
-from minisweagent.exceptions import InterruptAgentFlow, Submitted  # noqa: E402
+from minisweagent.exceptions import FormatError, InterruptAgentFlow, Submitted  # noqa: E402
 from minisweagent.models.litellm_model import LitellmModel  # noqa: E402
+from minisweagent.models.litellm_textbased_model import LitellmTextbasedModel  # noqa: E402
+from minisweagent.models.utils.actions_toolcall import BASH_TOOL  # noqa: E402
 
-__all__ = ["DefaultAgent", "InterruptAgentFlow", "LitellmModel", "Submitted", "builtin_config_dir", "litellm"]
+__all__ = [
+    "BASH_TOOL",
+    "DefaultAgent",
+    "FormatError",
+    "InterruptAgentFlow",
+    "LitellmModel",
+    "LitellmTextbasedModel",
+    "Submitted",
+    "builtin_config_dir",
+    "litellm",
+]

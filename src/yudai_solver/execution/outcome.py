@@ -62,14 +62,39 @@ class StrategyChoice:
 
 @dataclass(frozen=True)
 class AgentOutcome:
-    """How the agent's loop ended and what it cost (an agent error is the run's error, not recorded here)."""
+    """How the agent's loop ended and what it cost."""
 
     exit_status: str
     tokens: int
     cost: float
     steps: int
+    """Model calls: the run's `steps` column (what `max_edits` limits)."""
     trajectory: dict[str, Any]
     """The run's `trajectory_data` (see `agent.trajectory`)."""
+    agent_exit: str = "submitted"
+    """The named outcome (see `agent.AGENT_EXITS`)."""
+    commands: int = 0
+    """Commands the agent ran."""
+    message: str | None = None
+    """One line saying why the agent did not submit."""
+    error: str | None = None
+    """The full text of the error that ended the loop, if one did."""
+    action_format: str | None = None
+    format_errors: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "agent_exit_status": self.exit_status,
+            "agent_exit": self.agent_exit,
+            "model_calls": self.steps,
+            "commands": self.commands,
+            "format_errors": self.format_errors,
+        }
+        if self.action_format is not None:
+            data["action_format"] = self.action_format
+        if self.error is not None:
+            data["agent_error"] = self.error
+        return data
 
 
 @dataclass(frozen=True)
@@ -144,7 +169,7 @@ class RunOutcome:
         if self.strategy is not None:
             data["strategy"] = self.strategy.as_json()
         if self.agent is not None:
-            data["agent_exit_status"] = self.agent.exit_status
+            data.update(self.agent.as_json())
         if self.change is not None:
             data.update(
                 patch=self.change.stats.patch,

@@ -22,6 +22,8 @@ from yudai_solver.solving.reducer import cancel_other_runs, finish_if_done
 log = logging.getLogger(__name__)
 DB_OUTAGE_S = 120
 BASELINE_POLL_S = 0.2
+SPENDING_COLUMNS = ("tokens", "cost", "steps", "trajectory_data", "latency_ms")
+"""What a run ended elsewhere (cancelled, out of budget) still gets from its worker's result."""
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -132,12 +134,16 @@ def save_progress(
     tokens: int,
     cost: float = 0.0,
     sandbox_id: str | None = None,
+    model_calls: int | None = None,
+    trajectory_data: dict[str, Any] | None = None,
 ) -> None:
-    """Steps, tokens and cost so far — visible while the run works, and what the cost budget counts; also the
-    run's heartbeat."""
+    """Model calls (the `steps` column), commands, tokens, cost and the trajectory so far — visible while the run
+    works, and what the cost budget counts; also the run's heartbeat. Without `model_calls`, `steps` counts the
+    commands (the format of older workers)."""
+    trajectory = trajectory_data or {"exit_status": None, "total_steps": len(steps), "steps": list(steps)}
     values: dict[str, object] = {
-        "trajectory_data": {"exit_status": None, "total_steps": len(steps), "steps": list(steps)},
-        "steps": len(steps),
+        "trajectory_data": trajectory,
+        "steps": len(steps) if model_calls is None else model_calls,
         "tokens": tokens,
         "cost": cost,
         "heartbeat_at": utcnow(),
@@ -150,6 +156,16 @@ def save_progress(
             .where(SolveRun.id == run_id, SolveRun.status == statuses.RUNNING)
             .values(**storable(values))
         )
+
+
+@surviving_outages
+def remember_action_format(factory: sessionmaker[Session], model_name: str, action_format: str) -> None:
+    """Store what probing found as the model's `action_format`, unless its config names one meanwhile."""
+    with transaction(factory) as session:
+        model = session.scalar(select(AIModel).where(AIModel.name == model_name).with_for_update())
+        config = dict((model.config if model is not None else None) or {})
+        if model is not None and config.get("action_format") in (None, "", "auto"):
+            model.config = {**config, "action_format": action_format}
 
 
 @surviving_outages
@@ -232,6 +248,13 @@ def finish(
             session.flush()
             if spec.early_stop and status == statuses.COMPLETED and run.tests_passed:
                 stopped = cancel_other_runs(session, spec.solve_id, winner_id=run.id)
+        elif run.solve_id == spec.solve_id and run.status in (statuses.CANCELLED, statuses.FAILED):
+            # Ended elsewhere (cancel, budget): it keeps what it spent and its trajectory so far.
+            for key in SPENDING_COLUMNS:
+                if key in values:
+                    setattr(run, key, storable(values[key]))
+            if "diagnostics" in values:
+                run.diagnostics = storable({**(run.diagnostics or {}), **values["diagnostics"]})
         # A run measures the baseline it claimed before it finishes; one that failed first measured nothing.
         _give_up_baseline(session, spec.solve_id, spec.run_id, error="the run measuring it ended first")
         finish_if_done(session, spec.solve_id)

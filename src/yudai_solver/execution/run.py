@@ -9,7 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,7 @@ def execute_run(env: RunEnv, control: RunControl) -> list[str]:
     if control.requeue:
         records.requeue(env.session_factory, spec.run_id)
         return []
+    parts.agent, error = _named(parts.agent, control, status, error)
     outcome = RunOutcome(status, error, int((time.monotonic() - started) * 1000), _about(spec), **vars(parts))
     try:
         stopped = records.finish(
@@ -127,6 +128,22 @@ def execute_run(env: RunEnv, control: RunControl) -> list[str]:
             env.session_factory, spec, status=statuses.FAILED, error=error, values={"latency_ms": outcome.latency_ms}
         )
     return stopped
+
+
+def _named(
+    agent: AgentOutcome | None, control: RunControl, status: str, error: str | None
+) -> tuple[AgentOutcome | None, str | None]:
+    """The agent's outcome named after how the run was stopped (cancel, budget), and the run's error_message: a
+    completed run whose agent did not submit says why, in one line."""
+    if agent is None:
+        return None, error
+    if control.stopped:
+        reason = control.reason or "stopped"
+        name = "budget" if "budget" in reason.lower() else "cancelled"
+        return replace(agent, agent_exit=name, message=f"{name}: {reason}"), error
+    if status == statuses.COMPLETED and error is None:
+        error = agent.message
+    return agent, error
 
 
 def _remove_quietly(run_dir: Path) -> None:
@@ -202,13 +219,16 @@ def _in_sandbox(run: _Run, place: _Place, parts: _Parts) -> None:
             background.join()
     if control.stopped:
         raise RunFailed(control.reason or "stopped")
-    if agent_error:
-        raise RunFailed(f"agent error: {agent_error}")
+    # Whatever the agent's loop ended with (submitted, a limit, format errors, a model error), what it changed is
+    # diffed and tested: its `agent_exit` tells the rest. Only a cancel or a budget (above) skips that.
     place.sandbox.sync_workspace(place.base_commit)
     stats = diff_stats(place.workspace, place.base_commit, ignore=setup_artifacts, cancel=control.cancel_event)
     split = checks.split_change(stats, spec.test_paths)
     parts.change = Change(stats, checks.change_record(place.workspace, split))
-    _test(run, place, split, test_command, parts)
+    if not agent_error or stats.files_changed:
+        _test(run, place, split, test_command, parts)
+    if agent_error:
+        raise RunFailed(agent_error)
 
 
 def _strategy(run: _Run, test_command: str | None, background: BackgroundBaseline | None) -> StrategyChoice | None:
@@ -260,50 +280,78 @@ def _baseline(run: _Run, place: _Place, test_command: str | None) -> BackgroundB
 
 
 def _agent(run: _Run, sandbox: Sandbox, evolution: str) -> tuple[AgentOutcome, str | None]:
-    """The agent's loop over the issue, and its error if the loop raised."""
+    """The agent's loop over the issue, and the one-line error_message if the loop raised."""
     # Imported here: both import mini-swe-agent, which takes seconds and configures itself on import (a banner, a
     # config directory, litellm's price list): only a worker that executes a run should trigger that.
-    from yudai_solver.execution.agent import SolverAgent, build_model, run_agent, task_text, trajectory
+    from yudai_solver.execution.agent import (
+        SolverAgent,
+        build_model,
+        resolve_action_format,
+        run_agent,
+        task_text,
+        trajectory,
+    )
     from yudai_solver.execution.strategies import get_strategy
 
     env, spec = run.env, run.spec
+    timeout_s = env.settings.model_timeout_s
+    action_format, probed = resolve_action_format(
+        provider=spec.provider, model_id=spec.model_id, config=spec.model_config, timeout_s=timeout_s
+    )
+    if probed:
+        records.remember_action_format(env.session_factory, spec.model_name, action_format)
     model = build_model(
         provider=spec.provider,
         model_id=spec.model_id,
         config=spec.model_config,
         temperature=spec.temperature,
-        timeout_s=env.settings.model_timeout_s,
+        timeout_s=timeout_s,
+        action_format=action_format,
     )
     agent = SolverAgent(
         model,
         sandbox,
         cancel_event=run.control.cancel_event,
         step_limit=spec.max_edits,
-        **get_strategy(evolution).agent_config(),
+        **get_strategy(evolution).agent_config(action_format),
     )
-    agent.on_step = _throttled(
-        lambda: records.save_progress(
+    max_bytes = env.settings.max_trajectory_bytes
+
+    def save() -> None:
+        records.save_progress(
             env.session_factory,
             spec.run_id,
             steps=agent.steps,
             tokens=agent.tokens,
             cost=agent.cost,
             sandbox_id=sandbox.sandbox_id,
+            model_calls=agent.n_calls,
+            trajectory_data=trajectory(agent, None, max_bytes),
         )
-    )
+
+    # After every model call (tokens, cost and calls are what budgets and progress read), and after commands at most
+    # once per interval (the next answer's save, or the result, stores the rest).
+    agent.on_answer = save
+    agent.on_step = _throttled(save)
     result = run_agent(agent, task_text(spec.issue_title, spec.issue_body))
     outcome = AgentOutcome(
         result.exit_status,
         result.tokens,
         result.cost,
-        len(result.steps),
-        trajectory(agent, result.exit_status, env.settings.max_trajectory_bytes),
+        result.model_calls,
+        trajectory(agent, result.exit_status, max_bytes),
+        agent_exit=result.agent_exit,
+        commands=len(result.steps),
+        message=result.message,
+        error=result.error,
+        action_format=action_format,
+        format_errors=result.format_errors,
     )
-    return outcome, result.error
+    return outcome, (result.message if result.error else None)
 
 
 def _throttled(save: Callable[[], None], interval_s: float = PROGRESS_INTERVAL_S) -> Callable[[dict[str, Any]], None]:
-    """Call `save` on the first step, then at most once per interval: the result write stores the rest."""
+    """Call `save` on the first step, then at most once per interval."""
     last = [float("-inf")]
 
     def on_step(_step: dict[str, Any]) -> None:

@@ -46,14 +46,19 @@ class AgentTemplates(TypedDict):
 
 @dataclass(frozen=True)
 class Strategy:
-    """The agent templates of one evolution (Jinja, rendered by mini-swe-agent with `task` and friends)."""
+    """The agent templates of one evolution (Jinja, rendered by mini-swe-agent with `task` and friends), for a
+    model acting by tool calls and for one acting in text (fenced bash blocks, from `mini_textbased.yaml`)."""
 
     name: str
     system_template: str
     instance_template: str
+    text_system_template: str = ""
+    text_instance_template: str = ""
 
-    def agent_config(self) -> AgentTemplates:
+    def agent_config(self, action_format: str = "tool_call") -> AgentTemplates:
         """The keyword arguments for `DefaultAgent` (and so `SolverAgent`) that this strategy sets."""
+        if action_format == "text":
+            return {"system_template": self.text_system_template, "instance_template": self.text_instance_template}
         return {"system_template": self.system_template, "instance_template": self.instance_template}
 
 
@@ -64,10 +69,22 @@ def mini_config() -> dict[str, Any]:
     return config
 
 
+@cache
+def mini_text_config() -> dict[str, Any]:
+    """mini-swe-agent's `mini_textbased.yaml`: the same for a model that answers with fenced bash blocks."""
+    config: dict[str, Any] = yaml.safe_load((builtin_config_dir / "mini_textbased.yaml").read_text(encoding="utf-8"))
+    return config
+
+
 def _from_mini(name: str, guidance: str = "") -> Strategy:
-    agent = mini_config()["agent"]
-    system = agent["system_template"].rstrip("\n") + guidance + "\n"
-    return Strategy(name=name, system_template=system, instance_template=agent["instance_template"])
+    agent, text = mini_config()["agent"], mini_text_config()["agent"]
+    return Strategy(
+        name=name,
+        system_template=agent["system_template"].rstrip("\n") + guidance + "\n",
+        instance_template=agent["instance_template"],
+        text_system_template=text["system_template"].rstrip("\n") + guidance + "\n",
+        text_instance_template=text["instance_template"],
+    )
 
 
 STRATEGIES: dict[str, Strategy] = {

@@ -65,14 +65,15 @@ def _attempts(solve: Solve) -> str:
 
 def _table(runs: list[SolveRun], champion: SolveRun) -> str:
     rows = [
-        "| | model | temperature | evolution | status | tests | lines | files | tokens | cost | time |",
-        "|---|---|---:|---|---|---|---:|---:|---:|---:|---:|",
+        "| | model | temperature | evolution | status | agent | tests | lines | files | tokens | cost | time |",
+        "|---|---|---:|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         mark = "🏆" if run.id == champion.id else ""
         rows.append(
             f"| {mark} | {_escape(run.model)} | {run.temperature:g} | {_escape(run.evolution)} | "
-            f"{run.status} | {_tests_word(run.tests_passed)} | {_n(run.loc_changed)} | "
+            f"{run.status} | {_escape(str((run.diagnostics or {}).get('agent_exit') or '-'))} | "
+            f"{_tests_word(run.tests_passed)} | {_n(run.loc_changed)} | "
             f"{_n(run.files_changed)} | {_n(run.tokens)} | {_cost(run.cost)} | {_seconds(run.latency_ms)} |"
         )
     return "\n".join(rows)

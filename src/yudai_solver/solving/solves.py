@@ -18,7 +18,12 @@ from yudai_solver.solving.repos import check_branch, check_local_branch, resolve
 from yudai_solver.solving.sandbox_policy import refuse_shared_local
 from yudai_solver.solving.testpaths import validate_globs
 
-SUMMARY_COLUMNS = [getattr(SolveRun, name) for name in RunSummary.model_fields]
+# `agent_exit` and `commands` live in `diagnostics`: only those two keys are read from it.
+SUMMARY_COLUMNS = [
+    *(getattr(SolveRun, name) for name in RunSummary.model_fields if name not in ("agent_exit", "commands")),
+    SolveRun.diagnostics["agent_exit"].as_string().label("agent_exit"),
+    SolveRun.diagnostics["commands"].as_integer().label("commands"),
+]
 
 
 def start_solve(

@@ -5,6 +5,11 @@ Stdlib only. Point litellm at it with `model="openai/<script name>"` and `api_ba
 The step to answer is chosen without server-side state: it is the number of assistant messages already in the
 request. A conversation therefore replays deterministically, and any number of conversations can share one
 server and one script at once.
+
+Each model answers in one of `FORMATS` (`formats`, default "tool_call"): a `bash` tool call, a fenced bash block in
+its text (what a server whose chat format ignores `tools` does, whatever the request offers), or "adaptive": a tool
+call when the request offers tools, else a fenced block. A request with tools and a single message is an action
+format probe: it is answered like step 0 and recorded in `probes`, not `requests`.
 """
 
 import functools
@@ -19,15 +24,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 SUBMIT_COMMAND = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+FORMATS = ("tool_call", "text", "adaptive")
 
 
 @dataclass(frozen=True)
 class Step:
     """One scripted model answer.
 
-    `command` becomes a single `bash` tool call. None means no tool call: mini-swe-agent answers with a format
-    error and keeps no assistant message, so the same step is asked for again (ending in RepeatedFormatError).
-    A `status` other than 200 answers with an OpenAI-style error body instead, after `delay_s`.
+    `command` becomes a single `bash` tool call (or, answering in text, a fenced `bash` block after `content`).
+    None means no action: mini-swe-agent answers with a format error and keeps no assistant message, so the same
+    step is asked for again (ending in RepeatedFormatError). A `status` other than 200 answers with an OpenAI-style
+    error body instead, after `delay_s`.
     """
 
     command: str | None = None
@@ -35,6 +42,12 @@ class Step:
     delay_s: float = 0.0
     status: int = 200
     prompt_tokens: int = 10
+    retry_after: str | None = None
+    """Sent as the `Retry-After` header of an error answer."""
+    error_times: int = 0
+    """With a `status`: answer the error this many times per model (0: always), then answer the step normally."""
+    error_message: str = ""
+    """The error body's message instead of "Scripted error <status>." (a busy server's says "Overloaded")."""
     completion_tokens: int = 5
 
 
@@ -44,11 +57,18 @@ SUBMIT_STEP = Step(command=SUBMIT_COMMAND, content="Done; submitting.")
 class ScriptedChatServer:
     """Serves `POST /v1/chat/completions` (non-streaming) and `GET /v1/models` from `scripts`, keyed by model."""
 
-    def __init__(self, scripts: dict[str, list[Step]]):
+    def __init__(self, scripts: dict[str, list[Step]], formats: dict[str, str] | None = None):
         self.scripts = scripts
+        self.formats = formats if formats is not None else {}
+        """Each model's answer format (see `FORMATS`); a model not named answers with tool calls. Read per request."""
         self._requests: list[dict[str, Any]] = []
+        self._probes: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
+        self._errors: dict[tuple[str, Step], int] = {}
+        self._in_flight = 0
+        self.peak_in_flight = 0
+        """The most chat requests this server was answering at once: what a concurrency limit is checked with."""
         self._httpd: _Server | None = None
         self.base_url = ""
         """Set by `start()`: the URL to give litellm as `api_base`."""
@@ -58,6 +78,12 @@ class ScriptedChatServer:
         """A copy of every chat request body received so far, in arrival order."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def probes(self) -> list[dict[str, Any]]:
+        """A copy of every action format probe received so far (see the module's doc), in arrival order."""
+        with self._lock:
+            return list(self._probes)
 
     @property
     def headers(self) -> list[dict[str, str]]:
@@ -98,17 +124,42 @@ class ScriptedChatServer:
     def answer(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         """Record `body` (and its HTTP `headers`) and return (HTTP status, JSON body) for it, sleeping the step's
         delay first."""
+        messages = body.get("messages", [])
+        probe = bool(body.get("tools")) and isinstance(messages, list) and len(messages) == 1
         with self._lock:
-            self._requests.append(body)
-            self._headers.append({name.lower(): value for name, value in (headers or {}).items()})
+            if probe:
+                self._probes.append(body)
+            else:
+                self._requests.append(body)
+                self._headers.append({name.lower(): value for name, value in (headers or {}).items()})
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        try:
+            return self._answer(body, messages, probe)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _answer(self, body: dict[str, Any], messages: Any, probe: bool) -> tuple[int, dict[str, Any]]:
         model = body.get("model", "")
         if model not in self.scripts:
             return 404, _error(f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found")
-        step = _step_for(self.scripts[model], body.get("messages", []))
-        time.sleep(step.delay_s)
-        if step.status != 200:
-            return step.status, _error(f"Scripted error {step.status}.", "server_error", None)
-        return 200, _completion(model, step)
+        step = _step_for(self.scripts[model], messages)
+        if not probe:
+            time.sleep(step.delay_s)
+        if step.status != 200 and self._fails(model, step):
+            return step.status, _error(step.error_message or f"Scripted error {step.status}.", "server_error", None)
+        kind = self.formats.get(model, "tool_call")
+        text = kind == "text" or (kind == "adaptive" and not body.get("tools"))
+        return 200, _completion(model, step, text=text)
+
+    def _fails(self, model: str, step: Step) -> bool:
+        if not step.error_times:
+            return True
+        with self._lock:
+            sent = self._errors.get((model, step), 0)
+            self._errors[(model, step)] = sent + 1
+        return sent < step.error_times
 
 
 def _step_for(script: list[Step], messages: list[object]) -> Step:
@@ -116,9 +167,12 @@ def _step_for(script: list[Step], messages: list[object]) -> Step:
     return script[index] if index < len(script) else SUBMIT_STEP
 
 
-def _completion(model: str, step: Step) -> dict[str, Any]:
-    tool_calls = [] if step.command is None else [_tool_call(step.command)]
-    message = {"role": "assistant", "content": step.content, "tool_calls": tool_calls or None}
+def _completion(model: str, step: Step, *, text: bool = False) -> dict[str, Any]:
+    tool_calls = [] if step.command is None or text else [_tool_call(step.command)]
+    content = step.content
+    if text and step.command is not None:
+        content = f"{step.content}\n\n```bash\n{step.command}\n```".lstrip()
+    message = {"role": "assistant", "content": content, "tool_calls": tool_calls or None}
     usage = {
         "prompt_tokens": step.prompt_tokens,
         "completion_tokens": step.completion_tokens,
@@ -141,6 +195,11 @@ def _tool_call(command: str) -> dict[str, Any]:
 
 def _error(message: str, kind: str, code: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _retry_after(scripted: ScriptedChatServer, body: dict[str, Any]) -> str | None:
+    script = scripted.scripts.get(body.get("model", ""))
+    return None if script is None else _step_for(script, body.get("messages", [])).retry_after
 
 
 class _Server(ThreadingHTTPServer):
@@ -177,7 +236,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(400, _error("The body must be a JSON object.", "invalid_request_error", None))
         if body.get("stream"):
             return self._send(400, _error("Streaming is not supported.", "invalid_request_error", None))
-        self._send(*self.server.scripted.answer(body, dict(self.headers.items())))
+        status, payload = self.server.scripted.answer(body, dict(self.headers.items()))
+        self._send(status, payload, _retry_after(self.server.scripted, body) if status != 200 else None)
 
     def _read_json(self) -> dict[str, Any] | None:
         try:
@@ -186,11 +246,13 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return body if isinstance(body, dict) else None
 
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
+    def _send(self, status: int, payload: dict[str, Any], retry_after: str | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
         self.end_headers()
         self.wfile.write(data)
 

@@ -22,6 +22,8 @@ def list_models(db: DbDep, _: CurrentUser) -> list[AIModel]:
 
 @router.patch("/{model_id}", response_model=ModelOut)
 def update_model(model_id: RowId, body: ModelUpdate, db: DbDep, _: AdminUser) -> AIModel:
+    """Changes the fields given; `config` is a JSON merge patch (RFC 7396) of the stored one: `{"config":
+    {"input_cost_per_token": 1e-7}}` keeps its `api_base`, `{"config": {"api_key_env": null}}` removes one key."""
     row = ai_models.update_model(db, model_id, body)
     db.commit()
     return row
