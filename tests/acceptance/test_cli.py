@@ -22,6 +22,17 @@ def test_help_lists_the_commands(tmp_path):
         assert command in out
 
 
+def test_a_server_that_is_down_is_one_line_naming_its_url(tmp_path):
+    port = free_port()  # nothing listens there
+    done = yudai(
+        "solve", str(tmp_path), "--server", f"http://127.0.0.1:{port}", "--token", "t", "--model", "m",
+        "--issue", "1", data_dir=tmp_path / "data", timeout=120,
+    )  # fmt: skip
+    said = (done.stdout + done.stderr).strip()
+    assert done.returncode == 2 and "Traceback" not in said and len(said.splitlines()) <= 2, said
+    assert said.startswith(f"cannot reach http://127.0.0.1:{port}/")
+
+
 def test_user_create_prints_a_token_last_and_stores_only_its_hash(tmp_path):
     done = yudai("user", "create", "alice", data_dir=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -19,10 +19,14 @@ from yudai_solver.solving.users import create_user
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 XSS = '<img src=x onerror="window.pwned=1">'
-pytestmark = [
-    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
-    pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)"),
-]
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def chromium_installed() -> None:
+    # A missing browser fails loudly: a silent skip reads as a green page test that never ran.
+    if not shutil.which("chromium"):
+        pytest.fail("Debian's chromium is not installed: `apt-get install chromium` (as .ci/run does)")
 
 
 @pytest.fixture

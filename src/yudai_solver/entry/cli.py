@@ -5,7 +5,6 @@
 # or the agent stack (seconds together). Only typer, rich and the settings load with the module.
 
 import logging
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -433,7 +432,7 @@ def demo() -> None:
 
     settings = _settings()
     root = settings.data_dir / "demo"
-    repo = scenario.create_repository(root / f"calc-{time.strftime('%Y%m%d-%H%M%S')}")
+    repo = scenario.create_repository(scenario.new_repository_path(root))
     settings = settings.model_copy(
         update={"local_repo_roots": ":".join(filter(None, [settings.local_repo_roots, str(root)]))}
     )
@@ -481,4 +480,15 @@ def _safe_url(url: str) -> str:
 
 
 def main() -> None:
-    app()
+    """The `yudai` command: the app, with a server it cannot reach said in one line instead of a traceback."""
+    import httpx
+
+    try:
+        app()
+    except httpx.TransportError as exc:
+        try:
+            where = str(exc.request.url.copy_with(query=None))
+        except RuntimeError:  # an error raised before any request was made
+            where = "the server"
+        console.print(f"[red]cannot reach {where}: {exc}[/] (is `yudai serve` running there? check --server)")
+        raise SystemExit(2) from None

@@ -5,6 +5,8 @@ else — workspace, sandbox, agent loop, tests, ranking — is the real pipeline
 """
 
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 from yudai_solver.testing.scripted import Step
@@ -71,6 +73,13 @@ SCRIPTS: dict[str, list[Step]] = {
         Step("python3 -m unittest discover -q 2>&1 | tail -3", "Run the tests."),
     ],
 }
+
+
+def new_repository_path(root: Path) -> Path:
+    """A fresh, empty directory under `root` for one demo's repository: unique even for demos started in the same
+    second (a time-stamped name alone made the second one fail)."""
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"calc-{time.strftime('%Y%m%d-%H%M%S')}-", dir=root))
 
 
 def create_repository(path: Path) -> Path:
