@@ -178,7 +178,9 @@ def _in_checkout(
         return {}
     directory = env.settings.data_dir / "verify" / plan.solve_id / name
     workspace = directory / "work"
-    env.workspaces.checkout(plan.repo_url, plan.base_branch, workspace, commit=plan.base_commit)
+    env.workspaces.checkout(
+        plan.repo_url, plan.base_branch, workspace, commit=plan.base_commit, cancel=control.cancel_event
+    )
     try:
         apply_patch_text(workspace, source_patch)
     except Exception as exc:  # noqa: BLE001 - a patch that no longer applies fails every cell, not the solve
