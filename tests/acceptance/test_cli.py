@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import free_port
+
+pytestmark = pytest.mark.slow
 
 YUDAI = [sys.executable, "-m", "yudai_solver"]
 
@@ -16,17 +20,32 @@ def yudai(*args: str, data_dir: Path, timeout: float = 180, **env: str) -> subpr
     return subprocess.run([*YUDAI, *args], capture_output=True, text=True, timeout=timeout, env=environment)
 
 
-def test_help_lists_the_commands(tmp_path):
+def test_help_lists_the_commands_in_the_order_a_newcomer_uses_them(tmp_path):
     out = yudai("--help", data_dir=tmp_path).stdout
-    for command in ("serve", "db", "user", "model", "solve", "demo"):
-        assert command in out
+    listed = [line.split()[1] for line in out.split("Commands", 1)[1].splitlines() if line[2:3].isalpha()]
+    assert listed == ["demo", "solve", "model", "serve", "user", "grant", "worker", "db"], out
+
+
+def test_every_argument_and_option_of_every_command_has_help_text():
+    import typer
+
+    from yudai_solver.entry.cli import app
+
+    def silent(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from silent(sub, [*path, name])
+        yield from (f"{' '.join(path)} {p.name}" for p in command.params if not getattr(p, "help", None))
+        if not command.help:
+            yield f"{' '.join(path)} (the command itself)"
+
+    assert list(silent(typer.main.get_command(app), ["yudai"])) == []
 
 
 def test_a_server_that_is_down_is_one_line_naming_its_url(tmp_path):
     port = free_port()  # nothing listens there
     done = yudai(
         "solve", str(tmp_path), "--server", f"http://127.0.0.1:{port}", "--token", "t", "--model", "m",
-        "--issue", "1", data_dir=tmp_path / "data", timeout=120,
+        "--issue", "1", "--base-branch", "main", data_dir=tmp_path / "data", timeout=120,
     )  # fmt: skip
     said = (done.stdout + done.stderr).strip()
     assert done.returncode == 2 and "Traceback" not in said and len(said.splitlines()) <= 2, said

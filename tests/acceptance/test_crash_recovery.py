@@ -19,6 +19,8 @@ from yudai_solver.base.models import SolveRun
 from yudai_solver.entry.demo import create_repository
 from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
+pytestmark = pytest.mark.slow
+
 YUDAI = [sys.executable, "-m", "yudai_solver"]
 # What a sandbox leaves in a run directory that a plain delete trips over or must not follow.
 LEFTOVERS = "mkdir -p ro/sub && touch ro/sub/f && chmod 555 ro/sub ro && ln -s / root-link && ln -s .. up-link"

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
 from sqlalchemy import select
 
 from tests.acceptance.test_cli import yudai
 from yudai_solver.base.models import AIModel
+
+pytestmark = pytest.mark.slow
 
 SERVER = "http://127.0.0.1:9/v1"
 
@@ -94,3 +97,26 @@ def test_remove_deletes_an_unused_model_and_names_an_unknown_one(database_url, s
     again = run("remove", "spare")
     assert again.returncode == 2 and "spare" in again.stdout
     assert config_of(session_factory, "kept") is not None
+
+
+def test_add_takes_prices_the_key_variable_and_the_action_format(database_url, session_factory, tmp_path):
+    added = yudai(
+        "model", "add", "gateway", "--provider", "openai", "--model-id", "qwen", "--api-base", SERVER,
+        "--api-key-env", "GATEWAY_KEY", "--price-in", "0.5", "--price-out", "2", "--action-format", "text",
+        data_dir=tmp_path, YUDAI_DATABASE_URL=database_url,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert config_of(session_factory, "gateway") == {
+        "api_base": SERVER,
+        "api_key_env": "GATEWAY_KEY",
+        "input_cost_per_token": 0.5 / 1_000_000,
+        "output_cost_per_token": 2 / 1_000_000,
+        "action_format": "text",
+        "(active)": True,
+    }
+    refused = yudai(
+        "model", "add", "free", "--provider", "openai", "--model-id", "m", "--price-out", "-1",
+        data_dir=tmp_path, YUDAI_DATABASE_URL=database_url,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "output_cost_per_token" in refused.stdout, refused.stdout
+    assert config_of(session_factory, "free") is None

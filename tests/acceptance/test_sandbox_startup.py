@@ -14,6 +14,8 @@ from tests.helpers import free_port
 from yudai_solver.base.db import transaction
 from yudai_solver.solving.users import create_user
 
+pytestmark = pytest.mark.slow
+
 needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None or os.geteuid() != 0, reason="needs bubblewrap and a root worker"
 )

@@ -1,49 +1,18 @@
 """The watch page in a real headless Chromium (Debian's), against a real server on 127.0.0.1."""
 
-import shutil
-import threading
-import time
-
 import pytest
 
-from tests.helpers import free_port
+from tests.browser.conftest import CHROMIUM
 from yudai_solver.base import statuses
 from yudai_solver.base.db import transaction
 from yudai_solver.base.models import AIModel, Solve, SolveRun
 from yudai_solver.base.schemas import SolveStart
-from yudai_solver.base.settings import Settings
-from yudai_solver.entry.api import create_app
 from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.solving.solves import start_solve
 from yudai_solver.solving.users import create_user
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 XSS = '<img src=x onerror="window.pwned=1">'
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture(autouse=True)
-def chromium_installed() -> None:
-    # A missing browser fails loudly: a silent skip reads as a green page test that never ran.
-    if not shutil.which("chromium"):
-        pytest.fail("Debian's chromium is not installed: `apt-get install chromium` (as .ci/run does)")
-
-
-@pytest.fixture
-def server(session_factory, tmp_path):
-    import uvicorn
-
-    settings = Settings(data_dir=tmp_path, local_repo_roots="")
-    app = create_app(settings, session_factory=session_factory)
-    port = free_port()
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    while not instance.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", settings
-    instance.should_exit = True
-    thread.join(timeout=10)
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 
 
 @pytest.fixture
@@ -132,6 +101,20 @@ def test_without_a_token_the_page_asks_for_one(server):
         page.goto(f"{base}/ui")
         page.wait_for_selector("#token")
         assert "API token" in page.inner_text("main")
+        browser.close()
+
+
+def test_a_link_carrying_the_token_signs_in_and_leaves_no_token_in_the_address(server, solve):
+    from playwright.sync_api import sync_playwright
+
+    base, _ = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(f"{base}/ui#token={solve['token']}")
+        page.wait_for_selector("#sessions")
+        assert "watch" in page.inner_text("main")
+        assert "token" not in page.url and page.evaluate("localStorage.getItem('yudai-token')") == solve["token"]
         browser.close()
 
 

@@ -4,6 +4,7 @@ model's answers, counts its tokens as it goes, and has what it changed diffed an
 import socket
 import time
 
+import pytest
 from sqlalchemy import select
 
 from yudai_solver.base.db import transaction
@@ -11,6 +12,8 @@ from yudai_solver.base.models import AIModel, SolveRun, User
 from yudai_solver.entry.demo import SCRIPTS, TEST_COMMAND
 from yudai_solver.solving.solves import cancel, run_summaries
 from yudai_solver.testing.scripted import Step
+
+pytestmark = pytest.mark.slow
 
 FIX = SCRIPTS["scripted-minimal-fix"]
 

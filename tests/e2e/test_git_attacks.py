@@ -28,6 +28,8 @@ from yudai_solver.scm.local import LocalHost
 from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.solving.users import create_user
 
+pytestmark = pytest.mark.slow
+
 SNOOP = Path(__file__).parent.parent / "fakes" / "snoop.py"
 
 

@@ -33,6 +33,8 @@ from yudai_solver.solving.sandbox_policy import SandboxRefused, SharedLocalSandb
 from yudai_solver.solving.users import create_user
 from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
+pytestmark = pytest.mark.slow
+
 needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None or os.geteuid() != 0, reason="needs bubblewrap and a root worker"
 )

@@ -8,6 +8,8 @@ import pytest
 from yudai_solver.execution.judge import Candidate, Verdict, judge
 from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
+pytestmark = pytest.mark.slow
+
 CANDIDATES = [
     Candidate(
         "run-id-7f3a9c01",

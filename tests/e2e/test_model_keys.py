@@ -12,6 +12,8 @@ from yudai_solver.base.models import AIModel, SolveRun
 from yudai_solver.execution.judge import Candidate, judge
 from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
+pytestmark = pytest.mark.slow
+
 SECRET = "sk-real-secret"
 LOCAL_KEY = "local-key-for-my-server"
 FIX = [Step("echo fixed > fix.txt")]

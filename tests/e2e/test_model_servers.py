@@ -11,6 +11,8 @@ from yudai_solver.base.models import AIModel, SolveRun
 from yudai_solver.execution import agent  # noqa: F401 - imported before the budget starts: it takes seconds
 from yudai_solver.testing.scripted import Step
 
+pytestmark = pytest.mark.slow
+
 
 def add_model(pipeline, name: str, **config) -> None:
     config = {"api_base": pipeline.server.url, "action_format": "tool_call"} | config

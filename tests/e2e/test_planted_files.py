@@ -14,7 +14,10 @@ from yudai_solver.base.models import SolveRun, User
 from yudai_solver.solving.solves import cancel
 from yudai_solver.testing.scripted import Step
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the worker's side alone
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]  # the worker's side alone
 
 MIB = 1024 * 1024
 ATTACKS = {

@@ -8,6 +8,8 @@ from yudai_solver.base.git import GitError
 from yudai_solver.base.settings import Settings
 from yudai_solver.execution.workspace import workspaces_for
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def private_remote(git_certificate, tmp_path, monkeypatch):

@@ -38,6 +38,8 @@ from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
 from .conftest import Pipeline
 
+pytestmark = pytest.mark.slow
+
 
 def git(*args, cwd) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()

@@ -2,6 +2,7 @@
 
 import time
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.helpers import pids_where, wait_for
@@ -12,6 +13,8 @@ from yudai_solver.solving.solves import cancel
 from yudai_solver.testing.scripted import Step
 
 from .test_solve_pipeline import runs_by_model
+
+pytestmark = pytest.mark.slow
 
 SLEEPER = [Step("echo started; sleep 600")]
 
@@ -239,7 +242,7 @@ def test_every_run_of_a_solve_starts_from_the_same_pinned_commit(pipeline, scrip
     solve_id = pipeline.start(
         matrix={"models": ["slow"], "temperatures": [0.0, 1.0]}, limits={"max_parallel": 1}, test_command="true"
     )
-    wait_for(lambda: pinned_commit(pipeline, solve_id) is not None)  # the first checkout pinned it
+    assert pinned_commit(pipeline, solve_id) == original  # pinned as the solve starts, before any run checks out
     (pipeline.repo / "later.txt").write_text("pushed while the solve runs\n")
     subprocess.run(["git", "-C", str(pipeline.repo), "add", "later.txt"], check=True)
     subprocess.run(

@@ -8,11 +8,14 @@ sees: it runs on a fresh clone with the champion's patch applied, after the solv
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import select
 
 from yudai_solver.base.models import SolveRun
 from yudai_solver.entry.demo import TEST_COMMAND as DEMO_TEST_COMMAND
 from yudai_solver.testing.scripted import Step
+
+pytestmark = pytest.mark.slow
 
 TEST_COMMAND = "python3 -m unittest discover -q"
 CALC = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n"

@@ -6,11 +6,14 @@ then reads the changed source files (agreement) and puts the base's tests back (
 
 import time
 
+import pytest
 from sqlalchemy import select
 
 from yudai_solver.base.models import SolveRun
 from yudai_solver.entry.demo import TEST_COMMAND
 from yudai_solver.testing.scripted import Step
+
+pytestmark = pytest.mark.slow
 
 
 def runs_by_model(factory, solve_id) -> dict[str, SolveRun]:

@@ -2,10 +2,13 @@
 
 import subprocess
 
+import pytest
 from sqlalchemy import select
 
 from yudai_solver.base.models import SolveRun
 from yudai_solver.entry.demo import SCRIPTS, TEST_COMMAND
+
+pytestmark = pytest.mark.slow
 
 
 def git(repo, *args) -> str:

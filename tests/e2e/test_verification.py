@@ -4,6 +4,7 @@ judge breaks ties only, through the real litellm client against a scripted model
 import json
 import time
 
+import pytest
 from sqlalchemy import select
 
 from yudai_solver.base.db import transaction
@@ -13,6 +14,8 @@ from yudai_solver.solving.solves import cancel_solve
 from yudai_solver.testing.scripted import Step
 
 from .test_selection import REPRO, TEST_COMMAND, uncovered_repository
+
+pytestmark = pytest.mark.slow
 
 FIX = "sed -i '2s/return a - b/return a + b/' calc.py"
 # Fails slowly on the base (it waits before failing), passes at once with the fix.

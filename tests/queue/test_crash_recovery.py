@@ -16,7 +16,7 @@ from tests.helpers import wait_for
 from yudai_solver.base.models import Solve
 from yudai_solver.testing.scripted import Step
 
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)]
 
 
 def same_host_worker(cluster, data_dir: Path) -> subprocess.Popen:

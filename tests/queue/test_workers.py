@@ -16,7 +16,7 @@ from yudai_solver.dispatch.jobqueue import JobQueueDispatcher
 from yudai_solver.solving.reducer import finish_if_done
 from yudai_solver.testing.scripted import Step
 
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)]
 
 
 def sleeping_pids(marker: str) -> set[int]:

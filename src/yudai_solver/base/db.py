@@ -6,25 +6,45 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar, overload
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a writer waits for SQLite's write lock, unless its session factory says otherwise."""
+POOL_SIZE = 10
+"""Connections a process keeps, when its caller does not size the pool to its threads (see `Settings.db_pool_size`)."""
+
+# Execution options read by the SQLite "begin" hook; set per session factory (see `create_session_factory`).
+_READ_ONLY = "yudai_read_only"
+_BUSY_MS = "yudai_busy_timeout_ms"
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for `url`; on SQLite: WAL, a long busy timeout and `BEGIN IMMEDIATE` for every transaction."""
+def create_db_engine(url: str, *, pool_size: int = POOL_SIZE, pool_timeout_s: float = 30) -> Engine:
+    """An engine for `url` whose pool holds `pool_size` connections, waiting at most `pool_timeout_s` for one.
+
+    On SQLite: WAL, and transactions that write take the write lock when they begin (`BEGIN IMMEDIATE`), while
+    read-only sessions begin a plain `BEGIN`: in WAL mode their snapshot never waits on the writer.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=pool_timeout_s
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=pool_size,
+        max_overflow=pool_size // 2,
+        pool_timeout=pool_timeout_s,
+    )
     event.listen(engine, "connect", _sqlite_on_connect)
-    # Taking the write lock at BEGIN avoids "database is locked" on lock upgrade under concurrent writers.
-    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
@@ -38,8 +58,36 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Connection
     cursor.close()
 
 
-def create_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def _sqlite_begin(connection: Connection) -> None:
+    options = connection.get_execution_options()
+    # Pooled connections serve every factory, so each transaction sets its own wait.
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={int(options.get(_BUSY_MS, SQLITE_BUSY_TIMEOUT_MS))}")
+    # A writer takes the write lock at BEGIN: upgrading a read snapshot to a write fails at once in WAL mode
+    # whenever another writer committed meanwhile ("database is locked" without any wait).
+    connection.exec_driver_sql("BEGIN" if options.get(_READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+def create_session_factory(
+    engine: Engine, *, read_only: bool = False, busy_timeout_s: float | None = None
+) -> sessionmaker[Session]:
+    """Sessions on `engine`. `read_only` sessions never take SQLite's write lock (a write in one may fail with
+    "database is locked"); `busy_timeout_s` bounds a writer's wait for that lock (SQLite only)."""
+    options: dict[str, object] = {}
+    if read_only:
+        options[_READ_ONLY] = True
+    if busy_timeout_s is not None:
+        options[_BUSY_MS] = round(busy_timeout_s * 1000)
+    return sessionmaker(engine.execution_options(**options) if options else engine, expire_on_commit=False)
+
+
+def is_contention(error: BaseException) -> bool:
+    """True for errors that mean "the database is busy, ask again soon": SQLite's lock wait ran out, or no pooled
+    connection came free in time. Never for a broken query."""
+    if isinstance(error, PoolTimeout):
+        return True
+    if isinstance(error, OperationalError) and isinstance(error.orig, sqlite3.OperationalError):
+        return "locked" in str(error.orig) or "busy" in str(error.orig)
+    return False
 
 
 @contextmanager

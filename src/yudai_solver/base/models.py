@@ -156,7 +156,8 @@ class Solve(Timestamps, Base):
     baseline: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     ranking: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     base_commit: Mapped[str | None] = mapped_column(String(64))
-    """The commit all runs start from: pinned by the first run to check out, so runs compare like with like."""
+    """The commit all runs start from, so runs compare like with like: a local repository's branch tip when the solve
+    starts; a remote's, the tip the first run fetched."""
     test_paths: Mapped[list[str] | None] = mapped_column(JSONType)
     """Globs naming the repository's test files (None: the defaults of `execution.testpaths`)."""
     verification: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -198,6 +199,27 @@ class SolveRun(Timestamps, Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     job_id: Mapped[int | None] = mapped_column(BigInteger)
     """The run's procrastinate job, when runs are dispatched through the job queue (PostgreSQL)."""
+    agent_exit: Mapped[str | None] = mapped_column(String(50))
+    """How the agent's loop ended (also in `diagnostics`): a column, so a run's summary never reads diagnostics."""
+    commands: Mapped[int | None] = mapped_column(Integer)
+    """Commands the agent ran, kept current while it runs (`steps` counts its model calls)."""
+    owner: Mapped[str | None] = mapped_column(String(64))
+    """The in-process dispatcher (`Dispatcher.id`) that executes the run; only it, or whoever finds it dead,
+    recovers the run. NULL for job-queue runs (procrastinate's workers own those) and runs stored before owners."""
+
+
+class Dispatcher(Base):
+    """An in-process dispatcher (a process executing runs in its threads): it beats while it lives and removes its
+    row when it stops, so its runs are taken over only once it is gone."""
+
+    __tablename__ = "dispatchers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    """Where it runs (host name, boot and PID namespace): a dead PID there is known dead before its beat is stale."""
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
 
 
 class RepoGrant(Timestamps, Base):

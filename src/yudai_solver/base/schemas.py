@@ -295,6 +295,16 @@ class Progress(BaseModel):
     cost_total: float
 
 
+class PrState(BaseModel):
+    """The champion's pull request: `pending` while one is still to come (the solve runs, or has ended and the PR
+    is being made), then `opened` (its `url`) or `failed` (its `error`); `none` when no PR was asked for or there
+    is nothing to propose (`error` says why, if the solve asked for one)."""
+
+    state: Literal["pending", "opened", "failed", "none"]
+    url: str | None = None
+    error: str | None = None
+
+
 class SolveStatus(BaseModel):
     solve_id: str
     status: str | None
@@ -309,6 +319,11 @@ class SolveStatus(BaseModel):
     created_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None
+    pr: PrState = PrState(state="none")
+    """The pull request: a client waiting for it waits while `pr.state` is `pending`, even once `status` is final."""
+    version: str = ""
+    """Changes whenever the solve or one of its runs is written: the status endpoint's `ETag` and the event
+    stream's event id. The elapsed time alone does not change it."""
 
 
 class RunDetail(RunSummary):

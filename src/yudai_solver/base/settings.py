@@ -55,6 +55,22 @@ class Settings(BaseSettings):
     `git_low_speed_bytes` bytes per second, is killed."""
     git_low_speed_bytes: int = Field(1000, gt=0)
     """The transfer speed (bytes per second) below which a connected clone, fetch or push counts as stalled."""
+    log_format: str = Field("text", pattern="^(text|json)$")
+    """`text`: lines for a terminal; `json`: one JSON object per line (time, level, logger, event, fields)."""
+    metrics: bool = True
+    """Serve `GET /metrics` (Prometheus' text format: requests, solves and runs, no ids or texts)."""
+
+    # --- The database's connections, and how long a request waits for them ------------------------------------
+    api_threads: int = Field(16, gt=0)
+    """API requests worked on at once (each holds at most one database connection while it works)."""
+    api_wait_s: float = Field(5, gt=0)
+    """Longest an API request waits for SQLite's write lock or for a pooled connection; then it answers 503 with
+    `Retry-After` instead of queueing behind others."""
+
+    def db_pool_size(self, *, api: bool, runs: int) -> int:
+        """Connections a process needs: one per API thread, two per run (its own and its heartbeat's) and a few
+        for the dispatcher's loops."""
+        return (self.api_threads if api else 0) + 2 * runs + 4
 
     @field_validator("max_experiments", "default_max_edits", "max_concurrent_runs")
     @classmethod
@@ -154,7 +170,15 @@ class Settings(BaseSettings):
     e2b_template: str = "base"
     """e2b: template every run's sandbox starts from."""
     e2b_timeout_s: int = 3600
-    """e2b: lifetime of a sandbox; E2B kills it after this even if the worker died."""
+    """e2b: lifetime of a sandbox at creation; E2B kills it after this even if the worker died. Before each command
+    and before the final sync the lifetime is extended to cover that step (never past `e2b_max_lifetime_s`)."""
+    e2b_max_lifetime_s: int = 3600
+    """e2b: the account's cap on a sandbox's life from its start (E2B: 1 h on Hobby, 24 h on Pro); a step the cap
+    cannot cover fails the run with an error naming this setting instead of the sandbox dying mid-command."""
+    e2b_create_wait_s: float = 300.0
+    """e2b: how long creating a sandbox keeps retrying rate-limit (429) and service-busy (503) answers."""
+    e2b_sweep_s: float = 30.0
+    """e2b: the most time the start-up sweep of orphaned sandboxes may take; what it cannot reach is left."""
     e2b_creates_per_s: float = 1.0
     """e2b: sandboxes this process creates per second at most."""
     e2b_max_concurrent: int = 20

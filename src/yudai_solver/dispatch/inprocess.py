@@ -1,8 +1,10 @@
 """The embedded-default dispatcher: runs execute in threads of this process; the database stays the truth.
 
 A scheduler thread starts pending runs within `max_parallel` per solve and `max_concurrent_runs` overall, and
-enforces time budgets. It assumes it is the only executor of its database (the embedded default): at start it
-re-queues runs that a dead process left `running`, or fails them with "worker lost" after too many attempts.
+enforces time budgets. Other processes may execute runs of the same database (`yudai serve` and a `yudai demo`
+beside it): each dispatcher is an owner with a heartbeat (`owners`) and executes only the runs it owns. At start,
+and every sweep, it takes over the runs of owners that are gone: re-queues those a dead process left `running`, or
+fails them with "worker lost" after too many attempts; a live owner's runs are never touched.
 Whatever may have ended a solve (a run returning, a budget, a lost run, a stalled verification) is followed by
 `lifecycle.settle_solve`: in the run's thread after a run, in a thread of its own otherwise (budgets: inline).
 """
@@ -17,18 +19,19 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from yudai_solver.base import statuses
-from yudai_solver.base.db import transaction
 from yudai_solver.base.models import Solve, SolveRun
 from yudai_solver.base.settings import Settings
-from yudai_solver.dispatch.lifecycle import MAX_ATTEMPTS, STALE_VERIFICATION_S, run_env, settle_solve
+from yudai_solver.dispatch import owners
+from yudai_solver.dispatch.lifecycle import STALE_VERIFICATION_S, run_env, settle_solve
+from yudai_solver.dispatch.owners import recover_lost_runs
 from yudai_solver.execution.control import RunControl
-from yudai_solver.execution.records import settle_lost
+from yudai_solver.execution.records import running_sandbox_ids
 from yudai_solver.execution.run import execute_run
 from yudai_solver.execution.verification import stalled as stalled_verifications
 from yudai_solver.sandboxes.e2b import kill_orphans
 from yudai_solver.solving.budgets import expire_over_budget
-from yudai_solver.solving.reducer import finish_if_done
 
+__all__ = ["InProcessDispatcher", "recover_lost_runs"]
 log = logging.getLogger(__name__)
 _Ts = TypeVarTuple("_Ts")
 TICK_S = 0.5
@@ -39,30 +42,41 @@ class InProcessDispatcher:
     def __init__(self, settings: Settings, session_factory: sessionmaker[Session]) -> None:
         self.env = run_env(settings, session_factory)
         self.settings, self.factory = settings, session_factory
+        self.id = owners.new_owner_id()
+        """This dispatcher as the owner of the runs it executes (see `owners`)."""
         self._controls: dict[str, RunControl] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._scheduler: threading.Thread | None = None
+        self._heart: threading.Thread | None = None
 
     def start(self) -> None:
-        recovered = recover_lost_runs(self.factory)
-        stalled = stalled_verifications(self.factory, older_than_s=0)  # ours alone: none is alive
+        owners.register(self.factory, self.id)
+        self._heart = threading.Thread(target=self._beat, name="yudai-heartbeat", daemon=True)
+        self._heart.start()
+        recovered = recover_lost_runs(self.factory, self.id)
+        # A verification whose heartbeat is fresh may be another live process's: only stale ones are resumed.
+        stalled = stalled_verifications(self.factory, older_than_s=STALE_VERIFICATION_S)
         for solve_id in sorted(recovered.union(stalled)):
             self._launch_settle(solve_id)
-        if self.settings.sandbox == "e2b":  # every run of this database is ours: none still runs elsewhere
-            kill_orphans(self.settings)
+        if self.settings.sandbox == "e2b":  # the runs still running are live owners' (ours come back pending)
+            kill_orphans(self.settings, keep=running_sandbox_ids(self.factory))
         self._scheduler = threading.Thread(target=self._loop, name="yudai-scheduler", daemon=True)
         self._scheduler.start()
 
     def dispatch(self, session: Session, solve: Solve, runs: list[SolveRun]) -> None:
-        """The committed pending rows are this dispatcher's queue: commit, then wake the scheduler."""
+        """The committed pending rows are this dispatcher's queue: own them, commit, then wake the scheduler."""
+        for run in runs:
+            run.owner = self.id
         session.commit()
         self.submit(solve.id)
 
     def submit(self, solve_id: str) -> None:
-        """Pending runs were committed (by `dispatch`, or by a caller's own transaction): schedule them now."""
+        """Pending runs were committed (by `dispatch`, or by a caller's own transaction): own those nobody owns,
+        and schedule them now."""
+        owners.adopt(self.factory, self.id, solve_id)
         self._wake.set()
 
     def cancel(self, solve_id: str) -> None:
@@ -80,6 +94,19 @@ class InProcessDispatcher:
             thread.join(timeout=10)
         if self._scheduler:
             self._scheduler.join(timeout=5)
+        if self._heart:
+            self._heart.join(timeout=5)
+        try:  # the requeued runs are the next dispatcher's to take, at once
+            owners.unregister(self.factory, self.id)
+        except Exception:
+            log.exception("could not unregister dispatcher %s", self.id)
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(owners.HEARTBEAT_S):
+            try:
+                owners.beat(self.factory, self.id)
+            except Exception:
+                log.exception("dispatcher heartbeat failed")
 
     def wait_idle(self, timeout: float) -> bool:
         """For tests and the embedded CLI: True once no run executes and none waits, within `timeout` seconds."""
@@ -106,6 +133,7 @@ class InProcessDispatcher:
                 self._enforce_budgets()
                 self._schedule()
                 if tick % SWEEP_EVERY == 0:
+                    self._recover_lost_runs()
                     self._resume_verifications()
             except Exception:
                 log.exception("scheduler tick failed")
@@ -123,7 +151,7 @@ class InProcessDispatcher:
         running = Counter(c.solve_id for c in self._active())
         with self.factory() as session:
             rows = session.execute(
-                _waiting(
+                self._waiting(
                     select(SolveRun.id, Solve.id, Solve.max_parallel)
                 ).order_by(  # the join: Solve.id is the run's solve_id
                     Solve.created_at, SolveRun.created_at, SolveRun.id
@@ -178,6 +206,12 @@ class InProcessDispatcher:
             self._controls.pop(control.run_id, None)
             self._threads.pop(control.run_id, None)
 
+    def _recover_lost_runs(self) -> None:
+        """Runs whose owner died while this dispatcher runs: ours now, re-run or failed; their solves settled."""
+        for solve_id in sorted(recover_lost_runs(self.factory, self.id)):
+            if f"settle:{solve_id}" not in self._controls:
+                self._launch_settle(solve_id)
+
     def _resume_verifications(self) -> None:
         for solve_id in stalled_verifications(self.factory, older_than_s=STALE_VERIFICATION_S):
             if f"settle:{solve_id}" not in self._controls:
@@ -190,28 +224,12 @@ class InProcessDispatcher:
 
     def _pending_exists(self) -> bool:
         with self.factory() as session:
-            return session.scalar(_waiting(select(SolveRun.id)).limit(1)) is not None
+            return session.scalar(self._waiting(select(SolveRun.id)).limit(1)) is not None
 
-
-def _waiting(query: Select[*_Ts]) -> Select[*_Ts]:
-    """`query` over the pending runs of solves still going: this dispatcher's queue."""
-    return query.join(Solve, Solve.id == SolveRun.solve_id).where(
-        SolveRun.status == statuses.PENDING, Solve.status.in_([statuses.PENDING, statuses.RUNNING])
-    )
-
-
-def recover_lost_runs(factory: sessionmaker[Session]) -> set[str]:
-    """Runs left `running` by a dead process: queue them again, or fail them after MAX_ATTEMPTS (a baseline
-    they were measuring is freed or failed with them, see `records.settle_lost`).
-
-    Returns the ids of the solves concerned."""
-    with transaction(factory) as session:
-        lost = session.scalars(select(SolveRun).where(SolveRun.status == statuses.RUNNING)).all()
-        for run in lost:
-            settle_lost(session, run, max_attempts=MAX_ATTEMPTS)
-        session.flush()
-        # Every run has a solve: the seed's column is nullable, the filter only says so to the type checker.
-        solve_ids = {run.solve_id for run in lost if run.solve_id is not None}
-        for solve_id in solve_ids:
-            finish_if_done(session, solve_id)
-    return solve_ids
+    def _waiting(self, query: Select[*_Ts]) -> Select[*_Ts]:
+        """`query` over the pending runs this dispatcher owns, of solves still going: its queue."""
+        return query.join(Solve, Solve.id == SolveRun.solve_id).where(
+            SolveRun.status == statuses.PENDING,
+            SolveRun.owner == self.id,
+            Solve.status.in_([statuses.PENDING, statuses.RUNNING]),
+        )

@@ -7,20 +7,37 @@
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from yudai_solver.base.settings import Settings
 
 if TYPE_CHECKING:
+    import socket
+
     from sqlalchemy.orm import Session, sessionmaker
 
     from yudai_solver.entry.client import SolveClient
     from yudai_solver.solving.sandbox_policy import SandboxChoice
 
-app = typer.Typer(help="yudai-solver: many coding-agent attempts per issue, the best one kept.", no_args_is_help=True)
+NEWCOMER_ORDER = ("demo", "solve", "model", "serve", "user", "grant", "worker", "db")
+"""`yudai --help` lists the commands in the order a newcomer needs them (typer lists groups after commands)."""
+
+
+class _NewcomerOrder(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        known = super().list_commands(ctx)
+        return sorted(known, key=lambda name: NEWCOMER_ORDER.index(name) if name in NEWCOMER_ORDER else len(known))
+
+
+app = typer.Typer(
+    cls=_NewcomerOrder,
+    help="yudai-solver: many coding-agent attempts per issue, the best one kept.",
+    no_args_is_help=True,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
 model_app = typer.Typer(help="The shared model catalogue.", no_args_is_help=True)
@@ -41,7 +58,9 @@ def _migrated_factory(settings: Settings) -> "sessionmaker[Session]":
     from yudai_solver.base.migrate import upgrade
 
     upgrade(settings.resolved_database_url)
-    return create_session_factory(create_db_engine(settings.resolved_database_url))
+    # A cap, not a reservation: the pool opens connections as threads ask for them.
+    pool_size = settings.db_pool_size(api=True, runs=settings.max_concurrent_runs)
+    return create_session_factory(create_db_engine(settings.resolved_database_url, pool_size=pool_size))
 
 
 @db_app.command("upgrade")
@@ -66,7 +85,7 @@ def db_queue_schema() -> None:
 
 @user_app.command("create")
 def user_create(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The new user's name.")],
     admin: Annotated[bool, typer.Option("--admin", help="May add and change models.")] = False,
 ) -> None:
     """Create a user; the new API token is the last line of the output (shown once, stored hashed)."""
@@ -82,7 +101,7 @@ def user_create(
 
 @grant_app.command("add")
 def grant_add(
-    user: str,
+    user: Annotated[str, typer.Argument(help="The user's name.")],
     repo: Annotated[str, typer.Argument(help="A repository, a directory of them, or an https URL prefix.")],
 ) -> None:
     """Let USER solve REPO, or every repository under it (https://github.com/acme, /srv/repos)."""
@@ -96,8 +115,7 @@ def grant_add(
         with transaction(_migrated_factory(_settings())) as session:
             grant = add_grant(session, operator(), GrantCreate(user=user, repo=repo))
     except (YudaiError, ValueError) as exc:  # ValueError: pydantic's, for a value the API would answer 422
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        _fail(_one_line(exc))
     console.print(f"{grant.user} may solve {grant.repo} (grant {grant.id})")
 
 
@@ -113,7 +131,10 @@ def grant_list(user: Annotated[str | None, typer.Option("--user", help="Only thi
 
 
 @grant_app.command("remove")
-def grant_remove(user: str, repo: str) -> None:
+def grant_remove(
+    user: Annotated[str, typer.Argument(help="The user's name.")],
+    repo: Annotated[str, typer.Argument(help="The repository or root, as the grant was added.")],
+) -> None:
     """Revoke USER's grant of REPO (as it was added)."""
     from yudai_solver.base.db import transaction
     from yudai_solver.solving.grants import find_grant, remove_grant
@@ -129,16 +150,41 @@ def grant_remove(user: str, repo: str) -> None:
 
 _API_KEY_ENV_HELP = "The worker's environment variable holding the key for the model's own server (--api-base)."
 _PER_TOKEN = 1_000_000  # prices are given and shown per million tokens, as providers publish them; stored per token
+_PriceIn = Annotated[
+    float | None,
+    typer.Option("--price-in", help="USD per million input tokens (for a model litellm does not price)."),
+]
+_PriceOut = Annotated[float | None, typer.Option("--price-out", help="USD per million output tokens.")]
+_ActionFormat = Annotated[
+    Literal["auto", "text", "tool_call"] | None,
+    typer.Option(
+        "--action-format",
+        help="How the model acts: tool calls, one bash block per answer (text), or probed once (auto).",
+    ),
+]
+
+
+def _prices_given(price_in: float | None, price_out: float | None) -> dict[str, float]:
+    """The prices as the config stores them: USD per token."""
+    return _given(
+        {
+            "input_cost_per_token": None if price_in is None else price_in / _PER_TOKEN,
+            "output_cost_per_token": None if price_out is None else price_out / _PER_TOKEN,
+        }
+    )
 
 
 @model_app.command("add")
 def model_add(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The model's name in this catalogue (what --model names).")],
     provider: Annotated[str, typer.Option(help="litellm provider, e.g. openai, anthropic, openrouter.")],
     model_id: Annotated[str, typer.Option("--model-id", help="Model identifier for the provider's API.")],
     api_base: Annotated[str | None, typer.Option("--api-base", help="OpenAI-compatible server URL.")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Longest answer, in tokens.")] = None,
     api_key_env: Annotated[str | None, typer.Option("--api-key-env", help=_API_KEY_ENV_HELP)] = None,
+    price_in: _PriceIn = None,
+    price_out: _PriceOut = None,
+    action_format: _ActionFormat = None,
 ) -> None:
     """Add a model to the catalogue (API keys stay in the worker's environment, never in the database)."""
     from yudai_solver.base.db import transaction
@@ -146,7 +192,9 @@ def model_add(
     from yudai_solver.base.schemas import ModelCreate
     from yudai_solver.solving.ai_models import add_model
 
-    config = {"api_base": api_base, "max_tokens": max_tokens, "api_key_env": api_key_env}
+    config: dict[str, Any] = {"api_base": api_base, "max_tokens": max_tokens, "api_key_env": api_key_env}
+    config |= {"action_format": action_format}
+    config |= _prices_given(price_in, price_out)
     try:
         spec = ModelCreate.model_validate(
             {"name": name, "provider": provider, "model_id": model_id, "config": _given(config)}
@@ -154,8 +202,7 @@ def model_add(
         with transaction(_migrated_factory(_settings())) as session:
             row = add_model(session, spec)
     except (YudaiError, ValueError) as exc:  # ValueError: pydantic's, for a value the API would answer 422
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        _fail(_one_line(exc))
     console.print(f"added model {row.name!r} (id {row.id}): {row.provider}/{row.model_id}")
 
 
@@ -189,22 +236,13 @@ def _prices(config: dict[str, Any]) -> str:
 
 @model_app.command("update")
 def model_update(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The model's name (`yudai model list`).")],
     api_base: Annotated[str | None, typer.Option("--api-base", help="OpenAI-compatible server URL.")] = None,
-    price_in: Annotated[
-        float | None,
-        typer.Option("--price-in", help="USD per million input tokens (for a model litellm does not price)."),
-    ] = None,
-    price_out: Annotated[float | None, typer.Option("--price-out", help="USD per million output tokens.")] = None,
+    price_in: _PriceIn = None,
+    price_out: _PriceOut = None,
     api_key_env: Annotated[str | None, typer.Option("--api-key-env", help=_API_KEY_ENV_HELP)] = None,
-    action_format: Annotated[
-        Literal["auto", "text", "tool_call"] | None,
-        typer.Option(
-            "--action-format",
-            help="How the model acts: tool calls, one bash block per answer (text), or probed once (auto).",
-        ),
-    ] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens")] = None,
+    action_format: _ActionFormat = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Longest answer, in tokens.")] = None,
     unset: Annotated[
         list[str] | None, typer.Option("--unset", metavar="KEY", help="Remove this config key (repeatable).")
     ] = None,
@@ -225,12 +263,11 @@ def model_update(
         {
             "api_base": api_base,
             "api_key_env": api_key_env,
-            "input_cost_per_token": None if price_in is None else price_in / _PER_TOKEN,
-            "output_cost_per_token": None if price_out is None else price_out / _PER_TOKEN,
             "action_format": action_format,
             "max_tokens": max_tokens,
         }
     )
+    config |= _prices_given(price_in, price_out)
     patch = _given({"is_active": active}) | ({"config": config} if config else {})
     if not patch:
         raise typer.BadParameter("nothing to change: give at least one option", param_hint="options")
@@ -239,13 +276,12 @@ def model_update(
             row = update_model(session, find_model(session, name).id, ModelUpdate.model_validate(patch))
             config_now = dict(row.config or {})
     except (YudaiError, ValueError) as exc:  # ValueError: pydantic's, for a value the API would answer 422
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        _fail(_one_line(exc))
     console.print(f"updated model {name!r}; its config is now {json.dumps(config_now)}", markup=False, highlight=False)
 
 
 @model_app.command("remove")
-def model_remove(name: str) -> None:
+def model_remove(name: Annotated[str, typer.Argument(help="The model's name (`yudai model list`).")]) -> None:
     """Delete model NAME, or only deactivate it when runs refer to it (their history keeps its name)."""
     from yudai_solver.base.db import transaction
     from yudai_solver.base.errors import YudaiError
@@ -255,8 +291,7 @@ def model_remove(name: str) -> None:
         with transaction(_migrated_factory(_settings())) as session:
             kept = remove_model(session, find_model(session, name).id)
     except YudaiError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        _fail(_one_line(exc))
     console.print(f"deactivated model {name!r}: runs refer to it" if kept else f"removed model {name!r}")
 
 
@@ -269,19 +304,31 @@ def serve(
     ] = True,
 ) -> None:
     """Migrate the database, then serve the API (and execute runs in this process)."""
-    import uvicorn
-
     from yudai_solver.dispatch.factory import create_dispatcher
     from yudai_solver.dispatch.jobqueue import is_job_queue
     from yudai_solver.entry.api import create_app
+    from yudai_solver.entry.logs import configure_logging
+    from yudai_solver.entry.serving import serve_on
 
+    sock = _listening(host, port)  # first: a busy port fails before anything starts or migrates
     settings = _settings()
+    configure_logging(settings.log_format)
     factory = _migrated_factory(settings)
     settings, choice = _serving_sandbox(settings, factory, runs_here=worker or not is_job_queue(settings))
     dispatcher = create_dispatcher(settings, factory, worker=worker)
     api = create_app(settings, session_factory=factory, dispatcher=dispatcher)
     api.state.sandbox_choice = choice
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    serve_on(api, sock, settings.log_format)
+
+
+def _listening(host: str, port: int) -> "socket.socket":
+    from yudai_solver.entry.serving import CannotListen, listening_socket
+
+    try:
+        return listening_socket(host, port)
+    except CannotListen as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command("worker")
@@ -296,7 +343,9 @@ def worker_command(
     settings = _settings()
     if not is_job_queue(settings):
         raise typer.BadParameter("workers need a PostgreSQL YUDAI_DATABASE_URL (postgresql+psycopg://...)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from yudai_solver.entry.logs import configure_logging  # lazily, as every command's imports
+
+    configure_logging(settings.log_format, logging.INFO)
     factory = _migrated_factory(settings)
     settings, _ = _serving_sandbox(settings, factory)
     console.print(f"worker on {_safe_url(settings.resolved_database_url)}, concurrency {concurrency}")
@@ -322,66 +371,147 @@ def _serving_sandbox(
             raise typer.Exit(2) from None
     else:
         choice = policy.no_runs_here()
-    typer.echo(choice.message, err=True)
+    _announce(settings, logging.INFO, choice.message)
     if choice.warning:
-        typer.echo(f"warning: {choice.warning}", err=True)
+        _announce(settings, logging.WARNING, choice.warning)
     return settings, choice
+
+
+def _announce(settings: Settings, level: int, message: str) -> None:
+    """A line for the operator at start: a log record when the log is JSON (no plain line among JSON ones)."""
+    if settings.log_format == "json":
+        logging.getLogger("yudai_solver.serve").log(level, message)
+    else:
+        typer.echo(message if level < logging.WARNING else f"warning: {message}", err=True)
+
+
+EXPERIMENT_FORM = "MODEL[:TEMP[:STRATEGY[:MAX_EDITS]]]"
+_EXPERIMENT_HELP = (
+    "One run: MODEL[:TEMP[:STRATEGY[:MAX_EDITS]]], e.g. fixer:0.7:minimal-fix:20 (repeat; instead of --model)."
+)
+_EVOLUTION_HELP = "Strategy: baseline, minimal-fix, test-first, reproduce-first (repeat for several)."
 
 
 @app.command()
 def solve(
     repo: Annotated[str, typer.Argument(help="https:// git URL, or a local repository path.")],
-    model: Annotated[list[str], typer.Option("--model", help="Model name (repeat for several).")],
-    issue: Annotated[int | None, typer.Option("--issue", help="Issue number.")] = None,
-    issue_title: Annotated[str | None, typer.Option("--issue-title")] = None,
-    issue_body: Annotated[str, typer.Option("--issue-body")] = "",
-    temperature: Annotated[list[float] | None, typer.Option("--temperature", help="Repeat for several.")] = None,
-    evolution: Annotated[
-        list[str] | None, typer.Option("--evolution", help="baseline, minimal-fix, test-first, reproduce-first.")
+    issue: Annotated[
+        int | None, typer.Option("--issue", help="The issue's number (its text is read from GitHub).")
     ] = None,
-    max_parallel: Annotated[int | None, typer.Option("--max-parallel")] = None,
-    time_budget: Annotated[int | None, typer.Option("--time-budget", help="Seconds for the whole solve.")] = None,
-    cost_budget: Annotated[float | None, typer.Option("--cost-budget", help="USD for the whole solve.")] = None,
+    issue_title: Annotated[
+        str | None, typer.Option("--issue-title", help="The issue's title (needed for a local repository).")
+    ] = None,
+    issue_body: Annotated[str, typer.Option("--issue-body", help="The issue's text, with --issue-title.")] = "",
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Model name from `yudai model list` (repeat for several).")
+    ] = None,
+    temperature: Annotated[
+        list[float] | None, typer.Option("--temperature", help="Sampling temperature, 0-2 (repeat; default 0).")
+    ] = None,
+    evolution: Annotated[list[str] | None, typer.Option("--evolution", help=_EVOLUTION_HELP)] = None,
+    max_edits: Annotated[
+        int | None, typer.Option("--max-edits", help="Model calls each run may make (default YUDAI_DEFAULT_MAX_EDITS).")
+    ] = None,
+    experiment: Annotated[
+        list[str] | None, typer.Option("--experiment", metavar=EXPERIMENT_FORM, help=_EXPERIMENT_HELP)
+    ] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", help="Runs of this solve at once.")] = None,
+    time_budget: Annotated[
+        int | None, typer.Option("--time-budget", help="Seconds for the whole solve; unfinished runs stop then.")
+    ] = None,
+    budget_usd: Annotated[
+        float | None,
+        typer.Option("--budget-usd", "--cost-budget", help="USD for the whole solve; unfinished runs stop then."),
+    ] = None,
     early_stop: Annotated[bool, typer.Option("--early-stop", help="Cancel the rest once a run passes.")] = False,
-    test_command: Annotated[str | None, typer.Option("--test-command")] = None,
-    setup_command: Annotated[str | None, typer.Option("--setup-command")] = None,
-    base_branch: Annotated[str, typer.Option("--base-branch")] = "main",
+    network: Annotated[
+        bool, typer.Option("--network", help="Let the agent's commands reach the network (bubblewrap, e2b).")
+    ] = False,
+    judge_model: Annotated[
+        str | None, typer.Option("--judge-model", help="A model asked to pick among candidates the tests leave tied.")
+    ] = None,
+    test_command: Annotated[
+        str | None, typer.Option("--test-command", help="The repository's tests, e.g. 'python -m pytest -q'.")
+    ] = None,
+    setup_command: Annotated[
+        str | None, typer.Option("--setup-command", help="Run once in each checkout first, e.g. 'pip install -e .'.")
+    ] = None,
+    test_path: Annotated[
+        list[str] | None, typer.Option("--test-path", help="Glob naming the repository's test files (repeat).")
+    ] = None,
+    base_branch: Annotated[
+        str | None, typer.Option("--base-branch", help="Branch to start from; default: the repository's HEAD branch.")
+    ] = None,
+    create_pr: Annotated[
+        bool, typer.Option("--create-pr", help="Open a pull request with the champion (GitHub, or the origin).")
+    ] = False,
+    allow_closed: Annotated[bool, typer.Option("--allow-closed", help="Solve a closed issue too.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the solve ends.")] = False,
-    server: Annotated[str, typer.Option("--server", envvar="YUDAI_SERVER")] = "http://127.0.0.1:8000",
-    token: Annotated[str | None, typer.Option("--token", envvar="YUDAI_TOKEN")] = None,
+    server: Annotated[
+        str, typer.Option("--server", envvar="YUDAI_SERVER", help="The yudai server's URL.")
+    ] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="YUDAI_TOKEN", help="API token (`yudai user create NAME`).")
+    ] = None,
     embedded: Annotated[
-        bool, typer.Option("--embedded", help="Run everything in this process (SQLite default).")
+        bool, typer.Option("--embedded", help="Run everything in this process (SQLite default); no server needed.")
     ] = False,
 ) -> None:
-    """Submit a solve: every model x temperature x evolution is one run; the best passing one is the champion."""
-    if issue is None and issue_title is None:
-        raise typer.BadParameter("give --issue N, or --issue-title (and --issue-body)", param_hint="--issue")
-    body: dict[str, Any] = {
-        "repo_url": repo,
-        "issue_number": issue or 1,
-        "base_branch": base_branch,
-        "issue_title": issue_title,
-        "issue_body": issue_body if issue_title else None,
-        "matrix": {"models": model, "temperatures": temperature or [0.0], "evolutions": evolution or ["baseline"]},
-        "limits": {
-            "max_parallel": max_parallel,
-            "time_budget_s": time_budget,
-            "cost_budget_usd": cost_budget,
-            "early_stop": early_stop or None,
-        },
-        "test_command": test_command,
-        "setup_command": setup_command,
-    }
-    body = {k: v for k, v in body.items() if v is not None}
-    body["limits"] = {k: v for k, v in body["limits"].items() if v is not None}
-    if embedded:
-        _solve_embedded(_settings_allowing(repo), body)
-        return
-    if not token:
+    """Submit a solve: each experiment is one run; the best passing one is the champion.
+
+    The experiments: every --experiment, or every --model x --temperature x --evolution. Needs --issue or
+    --issue-title; starts from --base-branch, or the repository's default branch.
+    """
+    from yudai_solver.entry.solve_request import BadOption, SolveOptions, solve_body
+
+    if not embedded and not token:
         raise typer.BadParameter("give --token or set YUDAI_TOKEN (or use --embedded)", param_hint="--token")
+    limits = {
+        "max_parallel": max_parallel,
+        "time_budget_s": time_budget,
+        "cost_budget_usd": budget_usd,
+        "early_stop": early_stop,
+        "network": network,
+        "judge_model": judge_model,
+    }
+    options = SolveOptions(
+        repo=repo if repo.startswith("https://") else str(Path(repo.removeprefix("file://")).expanduser().resolve()),
+        base_branch="",
+        issue=issue,
+        issue_title=issue_title,
+        issue_body=issue_body,
+        models=model or [],
+        temperatures=temperature or [],
+        evolutions=evolution or [],
+        max_edits=max_edits,
+        experiments=experiment or [],
+        limits=limits,
+        setup_command=setup_command,
+        test_command=test_command,
+        test_paths=test_path or [],
+        create_pr=create_pr,
+        allow_closed=allow_closed,
+    )
+    try:
+        body = solve_body(options)
+    except BadOption as exc:
+        raise typer.BadParameter(str(exc), param_hint=exc.option) from None
+    body["base_branch"] = base_branch or _default_branch(options.repo)
+    if embedded:
+        _solve_embedded(_settings_allowing(options.repo), body)
+        return
     from yudai_solver.entry.client import SolveClient
 
-    _submit(SolveClient(server, token), body, wait=wait)
+    _submit(SolveClient(server, token or ""), body, wait=wait)
+
+
+def _default_branch(repo: str) -> str:
+    from yudai_solver.entry.branches import NoDefaultBranch, default_branch
+
+    try:
+        return default_branch(repo)
+    except NoDefaultBranch as exc:
+        raise typer.BadParameter(exc.message, param_hint="--base-branch") from None
 
 
 def _settings_allowing(repo: str) -> Settings:
@@ -389,8 +519,7 @@ def _settings_allowing(repo: str) -> Settings:
     settings = _settings()
     if repo.startswith("https://"):
         return settings
-    path = Path(repo.removeprefix("file://")).expanduser().resolve()
-    roots = ":".join(filter(None, [settings.local_repo_roots, str(path.parent)]))
+    roots = ":".join(filter(None, [settings.local_repo_roots, str(Path(repo).parent)]))
     return settings.model_copy(update={"local_repo_roots": roots})
 
 
@@ -398,8 +527,6 @@ def _solve_embedded(settings: Settings, body: dict[str, Any]) -> None:
     from yudai_solver.entry.client import SolveClient
     from yudai_solver.entry.embedded import embedded_server
 
-    if not body["repo_url"].startswith("https://"):
-        body["repo_url"] = str(Path(body["repo_url"].removeprefix("file://")).expanduser().resolve())
     with embedded_server(settings) as (url, token):
         _submit(SolveClient(url, token), body, wait=True)
 
@@ -408,12 +535,12 @@ def _submit(client: "SolveClient", body: dict[str, Any], *, wait: bool) -> None:
     from yudai_solver.entry.client import ApiError
     from yudai_solver.entry.watch import show_outcome, watch
 
+    issue = body.get("issue_title") or f"#{body['issue_number']}"
     try:
-        session_id = client.create_session(f"cli: {body['repo_url']}#{body['issue_number']}")
+        session_id = client.create_session(f"cli: {body['repo_url']}: {issue}"[:500])
         started = client.start(session_id, body)
     except ApiError as exc:
-        console.print(f"[red]{exc.message}[/]")
-        raise typer.Exit(2) from None
+        _fail(exc.message)
     console.print(f"solve {started['solve_id']} started with {len(started['runs'])} runs (session {session_id})")
     if not wait:
         return
@@ -423,8 +550,23 @@ def _submit(client: "SolveClient", body: dict[str, Any], *, wait: bool) -> None:
 
 
 @app.command()
-def demo() -> None:
-    """A first solve with no API key: a tiny repo with a failing test, three SCRIPTED models, the real pipeline."""
+def demo(
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Instead: serve the API and web page with the scripted models and a demo repository."
+        ),
+    ] = False,
+    host: Annotated[str, typer.Option(help="With --serve: interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="With --serve: port to bind.")] = 8000,
+) -> None:
+    """A first solve with no API key: a tiny repo with a failing test, three SCRIPTED models, the real pipeline.
+
+    With --serve: the whole service with them (the API, its web page, `yudai solve --server`) until Ctrl-C.
+    """
+    if serve:
+        _demo_service(host, port)
+        return
     from yudai_solver.entry import demo as scenario
     from yudai_solver.entry.client import SolveClient
     from yudai_solver.entry.embedded import embedded_server
@@ -461,6 +603,46 @@ def demo() -> None:
                 "OPENAI_API_KEY, then: yudai solve PATH --embedded --model gpt --issue-title ... "
                 "--test-command ..."
             )
+            console.print("The whole service (API, web page, `yudai solve --server`) without a key: yudai demo --serve")
+
+
+def _demo_service(host: str, port: int) -> None:
+    """`yudai demo --serve`: the service on its own demo data directory, the scripted models registered."""
+    from yudai_solver.base.db import transaction
+    from yudai_solver.dispatch.factory import create_dispatcher
+    from yudai_solver.entry import demo as scenario
+    from yudai_solver.entry.api import create_app
+    from yudai_solver.entry.serving import serve_on, url_of
+    from yudai_solver.testing.scripted import ScriptedChatServer
+
+    sock = _listening(host, port)
+    settings = scenario.service_settings(_settings())
+    repo = scenario.create_repository(scenario.new_repository_path(settings.data_dir / "repos"))
+    factory = _migrated_factory(settings)
+    with ScriptedChatServer(scenario.SCRIPTS) as chat:
+        with transaction(factory) as session:
+            token = scenario.prepare_service(session, chat.base_url)
+        settings, choice = _serving_sandbox(settings, factory)
+        api = create_app(settings, session_factory=factory, dispatcher=create_dispatcher(settings, factory))
+        api.state.sandbox_choice = choice
+        _announce_demo_service(repo, url_of(host, sock.getsockname()[1]), token, settings)
+        serve_on(api, sock)
+
+
+def _announce_demo_service(repo: Path, url: str, token: str, settings: Settings) -> None:
+    from yudai_solver.entry import demo as scenario
+
+    say = typer.echo
+    scripted = ", ".join(scenario.SCRIPTS)
+    say(f"yudai demo --serve: the service with SCRIPTED models (no API key, no real LLM): {scripted}")
+    say(f"data:       {settings.data_dir} (its own database; YUDAI_DATABASE_URL is not used)")
+    say(f"repository: {repo} (add() subtracts; its test fails)")
+    say(f"web page:   {url}/ui#token={token}")
+    say(f"token:      {token} (user {scenario.SERVICE_USER!r}; a new one at every start)")
+    say(f"API:        {url}/docs")
+    say("solve it through the server, in another terminal:")
+    say(f"  {scenario.solve_line(repo, url, token)}")
+    say("Ctrl-C stops the service.")
 
 
 def _register_scripted_models(client: "SolveClient", api_base: str, names: Iterable[str]) -> None:
@@ -479,9 +661,26 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _one_line(exc: Exception) -> str:
+    """An error as one line: a pydantic ValidationError as `field: message; ...`, any other as its text."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and hasattr(exc, "title"):  # pydantic's ValidationError, without importing pydantic here
+        return "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in errors())
+    return " ".join(str(exc).split())
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """Exit with `message` as one red line (never wrapped, never read as Rich markup)."""
+    console.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
 def main() -> None:
-    """The `yudai` command: the app, with a server it cannot reach said in one line instead of a traceback."""
+    """The `yudai` command: the app, with a server it cannot reach or a request it refuses said in one line (the
+    URL, and what to do) instead of a traceback."""
     import httpx
+
+    from yudai_solver.entry.client import ApiError
 
     try:
         app()
@@ -490,5 +689,14 @@ def main() -> None:
             where = str(exc.request.url.copy_with(query=None))
         except RuntimeError:  # an error raised before any request was made
             where = "the server"
-        console.print(f"[red]cannot reach {where}: {exc}[/] (is `yudai serve` running there? check --server)")
+        console.print(
+            f"cannot reach {where}: {exc or type(exc).__name__} (is `yudai serve` running there? check --server)",
+            style="red",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(2) from None
+    except ApiError as exc:  # while watching a solve: the start's refusals are said where they happen
+        console.print(exc.message, style="red", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

@@ -4,11 +4,21 @@ The scripted models answer from `scripted.ScriptedChatServer` through the real l
 else — workspace, sandbox, agent loop, tests, ranking — is the real pipeline.
 """
 
+import shlex
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from yudai_solver.base.errors import NotFound
+from yudai_solver.base.models import User
+from yudai_solver.base.schemas import ModelCreate, ModelUpdate
+from yudai_solver.base.settings import Settings
+from yudai_solver.solving.ai_models import add_model, find_model, update_model
+from yudai_solver.solving.users import create_user, hash_token, new_token
 from yudai_solver.testing.scripted import Step
 
 TEST_COMMAND = "python3 -m unittest discover -q"
@@ -93,3 +103,43 @@ def create_repository(path: Path) -> Path:
     identity = ["-c", "user.name=yudai demo", "-c", "user.email=demo@yudai.invalid"]
     subprocess.run([*git, *identity, "commit", "-qm", "calc with a bug"], check=True)
     return path
+
+
+SERVICE_USER = "demo"
+
+
+def service_settings(settings: Settings) -> Settings:
+    """The settings of `yudai demo --serve`: a data directory of its own (`demo-service` under YUDAI_DATA_DIR, with
+    its own SQLite database, whatever YUDAI_DATABASE_URL says), so the demo service never shares a database with a
+    real one, and its demo repositories allowed."""
+    data_dir = settings.data_dir / "demo-service"
+    roots = ":".join(filter(None, [settings.local_repo_roots, str(data_dir / "repos")]))
+    return settings.model_copy(update={"data_dir": data_dir, "database_url": "", "local_repo_roots": roots})
+
+
+def prepare_service(session: Session, api_base: str) -> str:
+    """The scripted models registered at `api_base` (active), and a fresh token of the demo user (the database's
+    only user, so an admin); returns the token. The caller commits."""
+    for name in SCRIPTS:
+        config = {"api_base": api_base}
+        try:
+            row = find_model(session, name)
+        except NotFound:
+            add_model(session, ModelCreate(name=name, provider="openai", model_id=name, config=config))
+        else:
+            update_model(session, row.id, ModelUpdate.model_validate({"config": config, "is_active": True}))
+    user = session.scalar(select(User).where(User.name == SERVICE_USER))
+    if user is None:
+        return create_user(session, name=SERVICE_USER, admin=True)[1]
+    token = new_token()  # shown once, like every token: a restart gives a new one (the old one stops working)
+    user.token_hash = hash_token(token)
+    return token
+
+
+def solve_line(repo: Path, server: str, token: str) -> str:
+    """The `yudai solve` command that solves the demo repository through the server at `server`, ready to paste."""
+    args = ["yudai", "solve", str(repo), "--server", server, "--token", token]
+    for name in SCRIPTS:
+        args += ["--model", name]
+    args += ["--issue-title", ISSUE_TITLE, "--issue-body", ISSUE_BODY, "--test-command", TEST_COMMAND, "--wait"]
+    return shlex.join(args)

@@ -70,11 +70,12 @@ def _n(value: object) -> str:
 def watch(
     client: SolveClient, session_id: int, solve_id: str, console: Console, *, interval: float = 0.5
 ) -> dict[str, Any]:
-    """Poll until the solve ends, redrawing the table; Ctrl-C cancels the solve."""
+    """Poll until the solve ends and its pull request, if one is coming, is opened or has failed, redrawing the
+    table; Ctrl-C cancels the solve."""
     status = client.status(session_id, solve_id)
     try:
         with Live(runs_table(status), console=console, refresh_per_second=4) as live:
-            while status["status"] not in FINISHED:
+            while status["status"] not in FINISHED or pr_pending(status):
                 time.sleep(interval)
                 status = client.status(session_id, solve_id)
                 live.update(runs_table(status))
@@ -83,6 +84,11 @@ def watch(
         console.print("[yellow]cancelled[/]")
         status = client.status(session_id, solve_id)
     return status
+
+
+def pr_pending(status: dict[str, Any]) -> bool:
+    """A pull request is still to come (a server without PR states has none to wait for)."""
+    return (status.get("pr") or {}).get("state") == "pending"
 
 
 def show_outcome(client: SolveClient, session_id: int, status: dict[str, Any], console: Console) -> None:
@@ -112,3 +118,8 @@ def show_outcome(client: SolveClient, session_id: int, status: dict[str, Any], c
             Syntax((run.get("diagnostics") or {}).get("patch") or "(empty patch)", "diff", theme="ansi_dark"),
         )
     )
+    pr = status.get("pr") or {}
+    if pr.get("state") == "opened":
+        console.print(f"pull request: {escape(pr['url'])}", soft_wrap=True)
+    elif pr.get("state") == "failed":
+        console.print(f"[red]no pull request[/]: {escape(pr.get('error') or '')}", soft_wrap=True)

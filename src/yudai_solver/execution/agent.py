@@ -28,6 +28,7 @@ from yudai_solver.execution.mswea import (
     litellm,
 )
 from yudai_solver.execution.strategies import STRATEGIES, mini_config, mini_text_config
+from yudai_solver.sandboxes.protocol import SandboxLost
 
 if TYPE_CHECKING:  # mini-swe-agent is imported through `mswea` only, which configures it first
     from minisweagent import Environment, Model
@@ -348,6 +349,7 @@ AGENT_EXITS = (
     "rate_limited",
     "cancelled",
     "budget",
+    "sandbox_lost",
     "model_error",
     "error",
 )
@@ -437,6 +439,8 @@ def _format_errors_line(agent: SolverAgent) -> str:
 
 
 def _error_exit(agent: SolverAgent, error: Exception) -> tuple[str, str]:
+    if isinstance(error, SandboxLost):  # infrastructure, not the agent's doing: named so it is not a failed fix
+        return "sandbox_lost", one_line(f"sandbox_lost: {error}")
     url = model_url(agent.model)
     exceptions = litellm.exceptions
     detail = one_line(f"{type(error).__name__}: {error}", 160)

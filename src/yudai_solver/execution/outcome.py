@@ -151,6 +151,8 @@ class RunOutcome:
                 tokens=self.agent.tokens,
                 cost=self.agent.cost,
                 steps=self.agent.steps,
+                commands=self.agent.commands,
+                agent_exit=self.agent.agent_exit,
                 trajectory_data=self.agent.trajectory,
             )
         if self.change is not None:

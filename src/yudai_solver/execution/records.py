@@ -22,8 +22,9 @@ from yudai_solver.solving.reducer import cancel_other_runs, finish_if_done
 log = logging.getLogger(__name__)
 DB_OUTAGE_S = 120
 BASELINE_POLL_S = 0.2
-SPENDING_COLUMNS = ("tokens", "cost", "steps", "trajectory_data", "latency_ms")
-"""What a run ended elsewhere (cancelled, out of budget) still gets from its worker's result."""
+SPENDING_COLUMNS = ("tokens", "cost", "steps", "commands", "agent_exit", "trajectory_data", "latency_ms")
+"""What a run ended elsewhere (cancelled, out of budget) still gets from its worker's result: what it spent, did
+and how its agent stopped."""
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -144,6 +145,7 @@ def save_progress(
     values: dict[str, object] = {
         "trajectory_data": trajectory,
         "steps": len(steps) if model_calls is None else model_calls,
+        "commands": len(steps),
         "tokens": tokens,
         "cost": cost,
         "heartbeat_at": utcnow(),
@@ -269,6 +271,7 @@ def requeue(factory: sessionmaker[Session], run_id: str) -> None:
         if run.status == statuses.RUNNING:
             statuses.transition(run, statuses.PENDING)
             run.trajectory_data, run.steps, run.tokens, run.sandbox_id = None, None, None, None
+            run.commands, run.agent_exit = None, None
             if run.solve_id is not None:  # always: every run has a solve (the seed's column is nullable)
                 _give_up_baseline(session, run.solve_id, run_id, error=None)
 

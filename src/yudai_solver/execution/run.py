@@ -37,6 +37,7 @@ from yudai_solver.execution.records import RunSpec
 from yudai_solver.execution.validation import detect_test_command, diff_stats, remove_tree, tail, untracked_patterns
 from yudai_solver.execution.workspace import WorkspaceCache
 from yudai_solver.sandboxes import Sandbox, create_sandbox
+from yudai_solver.sandboxes.protocol import SandboxLost
 from yudai_solver.solving.matrix import AUTO_STRATEGY
 from yudai_solver.solving.sandbox_policy import refuse_shared_local_run
 from yudai_solver.solving.testpaths import ChangeSplit
@@ -162,6 +163,8 @@ def _stop_if_stopped(control: RunControl) -> None:
 def _describe(exc: Exception, control: RunControl) -> str:
     if control.stopped:
         return control.reason or "stopped"
+    if isinstance(exc, SandboxLost):  # an infrastructure failure of the run, named, never a test result
+        return f"sandbox_lost: {exc}"
     return str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
 
 
@@ -186,7 +189,8 @@ def _work(run: _Run, parts: _Parts) -> None:
 
 
 def _checkout(env: RunEnv, spec: RunSpec, workspace: Path, control: RunControl) -> str:
-    """A checkout at the solve's base commit; the first run to get here pins it for all the others."""
+    """A checkout at the solve's base commit: pinned when the solve started (a local repository), else by the first
+    run to get here, for all the others."""
     cancel = control.cancel_event  # a stalled clone or a wait for another run's fetch ends with the run
     base_commit = env.workspaces.checkout(
         spec.repo_url, spec.base_branch, workspace, commit=spec.base_commit, cancel=cancel

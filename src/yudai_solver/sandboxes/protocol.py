@@ -12,6 +12,10 @@ class SandboxKilled(YudaiError):
     """The sandbox was killed; it runs no more commands."""
 
 
+class SandboxLost(YudaiError):
+    """The sandbox died or could not be reached: an infrastructure failure, neither the agent's nor the tests'."""
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """The outcome of one setup or test command run with `Sandbox.run`."""
@@ -64,7 +68,7 @@ class Sandbox(Protocol):
         """Bring the agent's changes into the worker's copy of the workspace, as a patch applied there.
 
         A no-op where the sandbox works on the worker's directory itself (local, bubblewrap); a remote sandbox
-        (e2b) exports `git diff --binary base_commit` as text and the worker applies it to its own checkout.
+        (e2b) exports `git diff --binary base_commit` as bytes and the worker applies it to its own checkout.
         """
         ...
 

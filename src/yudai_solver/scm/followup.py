@@ -10,7 +10,7 @@ from yudai_solver.base.models import Solve
 from yudai_solver.base.settings import Settings
 from yudai_solver.scm.comments import report_on_issue
 from yudai_solver.scm.git import Checkouts
-from yudai_solver.scm.pr import PrOutcome, open_champion_pr, retry
+from yudai_solver.scm.pr import PrOutcome, open_champion_pr, record_failure, retry
 
 log = logging.getLogger(__name__)
 ENDED = (statuses.COMPLETED, statuses.FAILED)
@@ -33,8 +33,12 @@ def on_solve_ended(
     url = None
     try:
         url = open_champion_pr(settings, session_factory, solve_id, workspaces)
-    except Exception:
+    except Exception as exc:
         log.exception("solve %s: opening the pull request failed", solve_id)
+        try:
+            record_failure(session_factory, solve_id, f"{type(exc).__name__}: {exc}")
+        except Exception:
+            log.exception("solve %s: recording the pull request's failure failed", solve_id)
     _report(settings, session_factory, solve_id)
     return url
 

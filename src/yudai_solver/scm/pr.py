@@ -21,6 +21,7 @@ from yudai_solver.base.db import storable, transaction
 from yudai_solver.base.errors import Conflict, NotFound
 from yudai_solver.base.models import Solve, SolveRun, utcnow
 from yudai_solver.base.run_results import RunDiagnostics
+from yudai_solver.base.schemas import PrState
 from yudai_solver.base.settings import Settings
 from yudai_solver.scm import pr_body
 from yudai_solver.scm.git import Checkouts, Commit, build_branch
@@ -52,6 +53,29 @@ class _Plan:
     title: str
     body: str
     commit: Commit
+
+
+def pr_state(session: Session, solve: Solve) -> PrState:
+    """The solve's pull request as a client sees it: `pending` until the PR it asked for is opened or has failed,
+    even for a moment after the solve completed (the PR is made once the solve has ended)."""
+    champion = None
+    if solve.champion_run_id:
+        champion = session.execute(
+            select(SolveRun.pr_url, SolveRun.diagnostics["pr_error"].as_string().label("pr_error")).where(
+                SolveRun.id == solve.champion_run_id
+            )
+        ).first()
+    if champion is not None and champion.pr_url:
+        return PrState(state="opened", url=champion.pr_url)
+    if champion is not None and champion.pr_error:
+        return PrState(state="failed", error=champion.pr_error)
+    if not solve.create_pr:
+        return PrState(state="none")
+    if solve.status in (statuses.PENDING, statuses.RUNNING) or (
+        solve.status == statuses.COMPLETED and champion is not None
+    ):
+        return PrState(state="pending")
+    return PrState(state="none", error=f"the solve is {solve.status} without a champion: there is nothing to propose")
 
 
 def open_champion_pr(
@@ -148,8 +172,14 @@ def _plan_of(
         )
     )
     assert diagnostics.base_commit is not None  # `_unusable` refused a champion without one
+    body = pr_body.body(solve, runs, champion)
+    message = pr_body.commit_message(solve, champion)
+    host = host_for(settings, solve.repo_url)
+    if host is not None and host.name == "local":  # no pull request page keeps the body: the commit keeps it
+        subject = message.split("\n", 1)[0]
+        message = f"{subject}\n\n{body.rstrip()}\n\nYudai-Solve: {solve.id}\nYudai-Run: {champion.id}\n"
     commit = Commit(
-        message=pr_body.commit_message(solve, champion),
+        message=message,
         author_name=settings.pr_author_name,
         author_email=settings.pr_author_email,
         when=champion.completed_at or solve.completed_at or utcnow(),
@@ -163,7 +193,7 @@ def _plan_of(
         pr_body.branch_name(solve),
         diagnostics.patch,
         pr_body.title(solve),
-        pr_body.body(solve, runs, champion),
+        body,
         commit,
     )
 
@@ -205,6 +235,18 @@ def _record(factory: sessionmaker[Session], run_id: str, *, branch: str, url: st
             }
         else:
             _set_pr_error(run, error or "unknown error")
+
+
+def record_failure(factory: sessionmaker[Session], solve_id: str, error: str) -> None:
+    """An attempt that failed outside `attempt`'s own handling: said on the champion, so the PR is not `pending`
+    for ever."""
+    with transaction(factory) as session:
+        solve = session.get(Solve, solve_id)
+        if solve is None or not solve.champion_run_id:
+            return
+        champion = session.scalars(select(SolveRun).where(SolveRun.id == solve.champion_run_id).with_for_update()).one()
+        if not champion.pr_url:
+            _set_pr_error(champion, error)
 
 
 def _set_pr_error(run: SolveRun, error: str) -> None:

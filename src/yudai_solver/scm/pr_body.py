@@ -72,7 +72,7 @@ def _table(runs: list[SolveRun], champion: SolveRun) -> str:
         mark = "🏆" if run.id == champion.id else ""
         rows.append(
             f"| {mark} | {_escape(run.model)} | {run.temperature:g} | {_escape(run.evolution)} | "
-            f"{run.status} | {_escape(str((run.diagnostics or {}).get('agent_exit') or '-'))} | "
+            f"{run.status} | {_escape(run.agent_exit or '-')} | "
             f"{_tests_word(run.tests_passed)} | {_n(run.loc_changed)} | "
             f"{_n(run.files_changed)} | {_n(run.tokens)} | {_cost(run.cost)} | {_seconds(run.latency_ms)} |"
         )

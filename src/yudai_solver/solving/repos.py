@@ -91,10 +91,13 @@ def check_branch(name: str) -> str:
     return name
 
 
-def check_local_branch(repo: str, branch: str) -> None:
-    """A local repository must have the branch: say so at start rather than fail every run at checkout."""
+def check_local_branch(repo: str, branch: str) -> str | None:
+    """A local repository must have the branch: say so at start rather than fail every run at checkout.
+
+    Returns the branch's commit now, which the solve pins as its base (a remote's: None, pinned by the first run
+    to fetch it)."""
     if not is_local(repo):
-        return  # a remote's branches are only known after fetching; a missing one fails the runs, naming it
+        return None  # a remote's branches are only known after fetching; a missing one fails the runs, naming it
     found = git.probe(
         "-C",
         repo,
@@ -107,3 +110,4 @@ def check_local_branch(repo: str, branch: str) -> None:
     )
     if found is None:
         raise InvalidInput(f"{repo} has no branch {branch!r}", field="base_branch")
+    return found

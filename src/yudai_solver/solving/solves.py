@@ -1,6 +1,7 @@
 """Solve lifecycle as the API sees it: start, status, one run, list, cancel."""
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -10,6 +11,7 @@ from yudai_solver.base.errors import Conflict, NotFound
 from yudai_solver.base.models import Solve, SolveRun, User, utcnow
 from yudai_solver.base.schemas import Progress, RunSummary, SolveStart, SolveStatus
 from yudai_solver.base.settings import Settings
+from yudai_solver.scm.pr import pr_state
 from yudai_solver.solving import grants, intake
 from yudai_solver.solving import matrix as matrix_mod
 from yudai_solver.solving.chat_sessions import get_owned_session
@@ -18,12 +20,8 @@ from yudai_solver.solving.repos import check_branch, check_local_branch, resolve
 from yudai_solver.solving.sandbox_policy import refuse_shared_local
 from yudai_solver.solving.testpaths import validate_globs
 
-# `agent_exit` and `commands` live in `diagnostics`: only those two keys are read from it.
-SUMMARY_COLUMNS = [
-    *(getattr(SolveRun, name) for name in RunSummary.model_fields if name not in ("agent_exit", "commands")),
-    SolveRun.diagnostics["agent_exit"].as_string().label("agent_exit"),
-    SolveRun.diagnostics["commands"].as_integer().label("commands"),
-]
+# Never the big columns (diagnostics, trajectory_data): a status read costs the same whatever the runs hold.
+SUMMARY_COLUMNS = [getattr(SolveRun, name) for name in RunSummary.model_fields]
 
 
 def start_solve(
@@ -36,7 +34,7 @@ def start_solve(
     grants.require_may_solve(session, user, repo)  # before the repository is looked at: no probing of others'
     verify_repo(repo, settings)
     branch = check_branch(request.base_branch)
-    check_local_branch(repo, branch)
+    base_commit = check_local_branch(repo, branch)  # pinned now: a branch moving later moves no run
     experiments = matrix_mod.expand(
         request.matrix, default_max_edits=settings.default_max_edits, max_experiments=settings.max_experiments
     )
@@ -65,6 +63,7 @@ def start_solve(
         test_command=request.test_command,
         create_pr=request.create_pr,
         test_paths=test_paths,
+        base_commit=base_commit,
     )
     session.add(solve)
     session.flush()  # the solve row first: runs reference it
@@ -114,9 +113,37 @@ def run_summaries(session: Session, solve_id: str) -> list[RunSummary]:
 
 
 def status(session: Session, *, user: User, session_id: int, solve_id: str) -> SolveStatus:
-    solve = get_owned_solve(session, user=user, session_id=session_id, solve_id=solve_id)
+    return status_of(session, get_owned_solve(session, user=user, session_id=session_id, solve_id=solve_id))
+
+
+def status_version(session: Session, solve_id: str) -> str | None:
+    """The version of the solve's status document (None: no such solve), from one query on indexed keys: cheap
+    enough to answer `If-None-Match` or to poll for changes without building the document."""
+    of_solve = SolveRun.solve_id == solve_id
+    row = session.execute(
+        select(
+            Solve.updated_at,
+            Solve.created_at,
+            select(func.max(SolveRun.updated_at)).where(of_solve).scalar_subquery(),
+            select(func.count(SolveRun.id)).where(of_solve).scalar_subquery(),
+        ).where(Solve.id == solve_id)
+    ).first()
+    if row is None:
+        return None
+    return "-".join([_micros(row[0] or row[1]), _micros(row[2]), str(row[3])])
+
+
+def _micros(moment: datetime | None) -> str:
+    return "0" if moment is None else str(round(moment.timestamp() * 1_000_000))
+
+
+def status_of(session: Session, solve: Solve, version: str | None = None) -> SolveStatus:
+    """The status document of `solve`, whoever asks (callers check the asker's right to see it); `version` is
+    the one the caller just read, if it did."""
+    version = version or status_version(session, solve.id) or ""
     runs = run_summaries(session, solve.id)
     return SolveStatus(
+        version=version,
         solve_id=solve.id,
         status=solve.status,
         progress=progress(solve, runs),
@@ -129,6 +156,7 @@ def status(session: Session, *, user: User, session_id: int, solve_id: str) -> S
         created_at=solve.created_at,
         started_at=solve.started_at,
         completed_at=solve.completed_at,
+        pr=pr_state(session, solve),
     )
 
 

@@ -153,6 +153,9 @@ CREATE TABLE solve_runs (
     heartbeat_at TIMESTAMP WITH TIME ZONE,
     attempts INTEGER DEFAULT 0 NOT NULL,
     job_id BIGINT,
+    agent_exit VARCHAR(50),
+    commands INTEGER,
+    owner VARCHAR(64),
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
     updated_at TIMESTAMP WITH TIME ZONE,
     CONSTRAINT solve_runs_pkey PRIMARY KEY (id),
@@ -166,6 +169,16 @@ CREATE INDEX idx_solve_runs_created_at ON solve_runs (created_at);
 -- solves and solve_runs reference each other, so the champion key comes once both exist.
 ALTER TABLE solves
     ADD CONSTRAINT fk_solves_champion_run_id FOREIGN KEY (champion_run_id) REFERENCES solve_runs (id);
+
+-- In-process dispatchers alive now (heartbeat); a run's owner names one, so only a dead one's runs are recovered.
+CREATE TABLE dispatchers (
+    id VARCHAR(64) NOT NULL,
+    host VARCHAR(255) NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    heartbeat_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    CONSTRAINT dispatchers_pkey PRIMARY KEY (id)
+);
 
 -- Verified GitHub webhook deliveries; the unique delivery id and event key make a redelivery start nothing twice.
 CREATE TABLE webhook_deliveries (
@@ -191,6 +204,6 @@ CREATE TABLE webhook_deliveries (
 
 CREATE INDEX ix_webhook_deliveries_solve_id ON webhook_deliveries (solve_id);
 
-INSERT INTO alembic_version (version_num) VALUES ('0006');
+INSERT INTO alembic_version (version_num) VALUES ('0008');
 
 COMMIT;

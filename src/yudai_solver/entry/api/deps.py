@@ -14,8 +14,13 @@ from yudai_solver.solving.users import authenticate, require_admin
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """A session per request; routes that write call `commit()` themselves, anything else is rolled back."""
-    with request.app.state.session_factory() as session:
+    """A session per request; routes that write call `commit()` themselves, anything else is rolled back.
+
+    GET and HEAD requests only read: on SQLite their session never takes the write lock, so watchers never queue
+    behind writers or each other."""
+    reading = request.method in ("GET", "HEAD")
+    factory = request.app.state.read_factory if reading else request.app.state.write_factory
+    with factory() as session:
         yield session
 
 

@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from yudai_solver.base.models import SolveRun
 from yudai_solver.base.schemas import (
@@ -16,6 +16,7 @@ from yudai_solver.base.schemas import (
     SolveStatus,
 )
 from yudai_solver.entry.api.deps import CurrentUser, DbDep, DispatcherDep, EntityId, RowId, SettingsDep
+from yudai_solver.entry.api.status_feed import DocumentCache
 from yudai_solver.execution.workspace import workspaces_for
 from yudai_solver.scm import followup
 from yudai_solver.solving import solves
@@ -33,9 +34,35 @@ def start(
     return SolveStarted(solve_id=solve.id, status=solve.status, runs=runs)
 
 
-@router.get("/solve/status/{solve_id}", response_model=SolveStatus)
-def status(session_id: RowId, solve_id: EntityId, db: DbDep, user: CurrentUser) -> SolveStatus:
-    return solves.status(db, user=user, session_id=session_id, solve_id=solve_id)
+@router.get("/solve/status/{solve_id}", response_model=SolveStatus, responses={304: {"description": "Not modified"}})
+def status(
+    session_id: RowId,
+    solve_id: EntityId,
+    request: Request,
+    db: DbDep,
+    user: CurrentUser,
+    if_none_match: Annotated[str | None, Header(max_length=1000)] = None,
+) -> Response:
+    """The solve's status document with its version as a weak `ETag`: asked again with `If-None-Match`, an
+    unchanged solve answers 304 without the document being built."""
+    solve = solves.get_owned_solve(db, user=user, session_id=session_id, solve_id=solve_id)
+    version = solves.status_version(db, solve.id) or ""
+    headers = {"ETag": _etag(version)}
+    if if_none_match is not None and headers["ETag"] in _etags(if_none_match):
+        return Response(status_code=304, headers=headers)
+    # Built, validated and serialized once per version, whoever polls: fifty pollers of a solve cost one.
+    documents: DocumentCache = request.app.state.status_documents
+    return Response(documents.document(db, solve, version), media_type="application/json", headers=headers)
+
+
+def _etag(version: str) -> str:
+    return f'W/"{version}"'
+
+
+def _etags(header: str) -> list[str]:
+    # Clients may send the strong form back, or several tags separated by commas.
+    tags = [tag.strip() for tag in header.split(",")]
+    return [tag if tag.startswith("W/") else f"W/{tag}" for tag in tags]
 
 
 @router.get("/solve/{solve_id}/runs/{run_id}", response_model=RunDetail)
