@@ -1,238 +1,57 @@
-"""The e2b sandbox against a fake of the SDK's `Sandbox` class (the real service cannot be reached from here).
+"""The e2b sandbox against `tests/fakes/e2b_sdk.py` (the real service cannot be reached from here).
 
-The fake runs each command for real, with bash inside `bwrap`, where /home/user and /tmp are the fake sandbox's
-own directories and /proc is private: the paths, environment, exit codes, timeouts and streaming the backend
-relies on behave as in an E2B sandbox. It records every call, so tests can check what would reach E2B.
+The fake runs the SDK's own command layer over a fake envd that runs each command for real (`bash -l -c` as uid
+1000 in one PID namespace per sandbox), kills sandboxes at the end of their lifetime, and records every call, so
+tests check both what a run sees and what would reach E2B.
 """
 
-import itertools
-import json
+import math
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2b import CommandExitException, RateLimitException, SandboxException, TimeoutException
 
+from tests.fakes.e2b_sdk import FakeCloud, fake_sdk, wait_until
 from yudai_solver.base.settings import Settings
 from yudai_solver.entry.demo import create_repository
 from yudai_solver.execution.validation import diff_stats
 from yudai_solver.execution.workspace import WorkspaceCache
-from yudai_solver.sandboxes import E2BSandbox, SandboxKilled, create_sandbox
+from yudai_solver.sandboxes import (
+    E2BSandbox,
+    SandboxKilled,
+    create_sandbox,
+    e2b_client,
+    e2b_commands,
+    e2b_fleet,
+    e2b_lifetime,
+)
 from yudai_solver.sandboxes import e2b as e2b_backend
-from yudai_solver.sandboxes.e2b import E2BError, Throttle, apply_patch, kill_orphans
+from yudai_solver.sandboxes.e2b import E2BError, E2BSandboxLost, Throttle, apply_patch
+from yudai_solver.sandboxes.e2b_client import E2BLifetimeExceeded
+from yudai_solver.sandboxes.protocol import SandboxLost
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None or os.geteuid() != 0, reason="the fake runs commands with bubblewrap as root"
 )
-
-
-@dataclass
-class FakeInfo:
-    sandbox_id: str
-    metadata: dict
-
-
-class FakePages:
-    def __init__(self, items: list):
-        self._items, self.has_next = items, True
-
-    def next_items(self) -> list:
-        self.has_next = False
-        return self._items
-
-
-class FakeCommands:
-    def __init__(self, box: "FakeBox"):
-        self._box = box
-
-    def run(
-        self,
-        cmd,
-        background=None,
-        envs=None,
-        user=None,
-        cwd=None,
-        on_stdout=None,
-        on_stderr=None,
-        stdin=None,
-        timeout=60,
-        request_timeout=None,
-        *,
-        retain_output=True,
-    ):
-        box = self._box
-        box.service.calls.append(("run", box.sandbox_id, cmd, dict(envs or {}), cwd))
-        if not box.alive:
-            raise SandboxException("sandbox is not running")
-        env = [f"{name}={value}" for name, value in (envs or {}).items()]
-        argv = [
-            "nsenter",
-            "-t",
-            str(box.init_pid),
-            "-p",
-            "-m",
-            "-r",
-            "-w",
-            "env",
-            "-i",
-            "-C",
-            cwd or "/home/user",
-            *env,
-            "bash",
-            "-c",
-            cmd,
-        ]
-        process = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={"PATH": "/usr/bin:/bin"},
-        )
-        box.running.add(process)
-        expired = threading.Event()
-
-        def expire():
-            expired.set()
-            os.killpg(process.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, expire) if timeout else None
-        if timer:
-            timer.start()
-        try:
-            for chunk in iter(lambda: os.read(process.stdout.fileno(), 65536), b""):
-                on_stdout(chunk.decode(errors="replace"))
-            code = process.wait()
-        finally:
-            if timer:
-                timer.cancel()
-            process.stdout.close()
-            box.running.discard(process)
-        if not box.alive:
-            raise SandboxException("sandbox was killed")
-        if expired.is_set():
-            raise TimeoutException("context deadline exceeded")
-        if code != 0:
-            raise CommandExitException(stdout=None, stderr=None, exit_code=code, error=None)
-
-
-class FakeFiles:
-    def __init__(self, box: "FakeBox"):
-        self._box = box
-
-    def write(self, path: str, data, user=None, request_timeout=None, **_):
-        payload = data.read() if hasattr(data, "read") else data
-        payload = payload.encode() if isinstance(payload, str) else payload
-        self._box.service.calls.append(("write", self._box.sandbox_id, path, payload))
-        target = self._box.root / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(payload)
-
-
-class FakeBox:
-    def __init__(self, service: "FakeE2B", sandbox_id: str, metadata: dict):
-        self.service, self.sandbox_id, self.metadata = service, sandbox_id, metadata
-        self.root = service.root / sandbox_id
-        (self.root / "home" / "user").mkdir(parents=True)
-        (self.root / "tmp").mkdir()
-        self.alive, self.running = True, set()
-        self.commands, self.files = FakeCommands(self), FakeFiles(self)
-        self._start_machine()
-
-    def _start_machine(self) -> None:
-        """One PID namespace for the sandbox's life, as one VM: commands enter it (nsenter) and share it."""
-        read, write = os.pipe()
-        self._holder = subprocess.Popen(
-            [
-                "bwrap",
-                "--dev-bind",
-                "/",
-                "/",
-                "--bind",
-                str(self.root / "home"),
-                "/home",
-                "--bind",
-                str(self.root / "tmp"),
-                "/tmp",
-                "--proc",
-                "/proc",
-                "--unshare-pid",
-                "--die-with-parent",
-                "--info-fd",
-                str(write),
-                "--",
-                "sleep",
-                "infinity",
-            ],
-            pass_fds=(write,),
-            start_new_session=True,
-            env={"PATH": "/usr/bin:/bin"},
-        )
-        os.close(write)
-        with os.fdopen(read) as info:
-            self.init_pid = json.loads(info.read().split("}")[0] + "}")["child-pid"]
-
-    def kill(self) -> bool:
-        self.service.calls.append(("kill", self.sandbox_id))
-        was_alive, self.alive = self.alive, False
-        if was_alive:
-            self._holder.kill()
-            self._holder.wait()
-        return was_alive
-
-    def update_network(self, network: dict) -> None:
-        self.service.calls.append(("network", self.sandbox_id, dict(network)))
-
-
-@dataclass
-class FakeE2B:
-    """Stands in for `e2b.Sandbox` (the class): `create`, `list`, `kill(sandbox_id)`."""
-
-    root: Path
-    boxes: dict = field(default_factory=dict)
-    calls: list = field(default_factory=list)
-    fail_create: Exception | None = None
-    _ids: itertools.count = field(default_factory=itertools.count)
-
-    def create(self, **kwargs) -> FakeBox:
-        self.calls.append(("create", kwargs))
-        if self.fail_create:
-            raise self.fail_create
-        box = FakeBox(self, f"sbx-{next(self._ids)}", dict(kwargs.get("metadata") or {}))
-        self.boxes[box.sandbox_id] = box
-        return box
-
-    def list(self, query=None) -> FakePages:
-        wanted = (query.metadata if query else None) or {}
-        return FakePages(
-            [
-                FakeInfo(b.sandbox_id, b.metadata)
-                for b in self.boxes.values()
-                if b.alive and all(b.metadata.get(k) == v for k, v in wanted.items())
-            ]
-        )
-
-    def kill(self, sandbox_id: str) -> bool:
-        return self.boxes[sandbox_id].kill() if sandbox_id in self.boxes else False
-
-    def sent(self) -> str:
-        """Everything that would have gone to E2B, as text (uploads decoded loosely)."""
-        return repr([call if call[0] != "write" else call[:3] + (call[3].decode("latin-1"),) for call in self.calls])
+ENV_NAMES = {
+    "PATH", "HOME", "LANG", "LC_ALL", "TERM", "PAGER", "MANPAGER", "GIT_PAGER", "PIP_PROGRESS_BAR", "TQDM_DISABLE",
+    "PYTHONDONTWRITEBYTECODE",
+}  # fmt: skip
 
 
 @pytest.fixture
-def fake(tmp_path: Path, monkeypatch) -> FakeE2B:
-    service = FakeE2B(tmp_path / "e2b")
-    monkeypatch.setattr(e2b_backend, "sdk", lambda: service)
-    monkeypatch.setattr(e2b_backend, "_THROTTLES", {})
-    return service
+def cloud(tmp_path: Path, monkeypatch) -> Iterator[FakeCloud]:
+    service = FakeCloud(tmp_path / "e2b")
+    monkeypatch.setattr(e2b_client, "sdk", lambda: fake_sdk(service))
+    monkeypatch.setattr(e2b_fleet, "_THROTTLES", {})
+    yield service
+    for vm in list(service.boxes.values()):
+        vm.die()
 
 
 @pytest.fixture
@@ -241,18 +60,27 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def checkout(tmp_path: Path, settings: Settings) -> tuple[Path, str]:
-    repo = create_repository(tmp_path / "repos" / "calc")
-    workspace = settings.data_dir / "runs" / "r1" / "work"
-    return workspace, WorkspaceCache(settings.data_dir / "mirrors").checkout(str(repo), "main", workspace)
+def origin(tmp_path: Path) -> Path:
+    return create_repository(tmp_path / "repos" / "calc")
 
 
 @pytest.fixture
-def box(fake, checkout, settings):
-    workspace, _ = checkout
+def checkout(origin: Path, settings: Settings) -> tuple[Path, str]:
+    workspace = settings.data_dir / "runs" / "r1" / "work"
+    return workspace, WorkspaceCache(settings.data_dir / "mirrors").checkout(str(origin), "main", workspace)
+
+
+def make_box(settings: Settings, workspace: Path, **kwargs) -> E2BSandbox:
     sandbox = create_sandbox(
-        "e2b", workspace=workspace, home=workspace.parent / "home", command_timeout=5, settings=settings
+        "e2b", workspace=workspace, home=workspace.parent / "home", command_timeout=5, settings=settings, **kwargs
     )
+    assert isinstance(sandbox, E2BSandbox)
+    return sandbox
+
+
+@pytest.fixture
+def box(cloud, checkout, settings) -> Iterator[E2BSandbox]:
+    sandbox = make_box(settings, checkout[0])
     yield sandbox
     sandbox.close()
 
@@ -262,13 +90,25 @@ def sh(box, command: str, **kwargs) -> tuple[int, str]:
     return done.returncode, done.output
 
 
-def test_one_sandbox_from_the_template_with_a_lifetime_and_owner_metadata(box, fake, checkout):
+def calls(cloud: FakeCloud, kind: str) -> list[tuple]:
+    return [call for call in cloud.calls if call[0] == kind]
+
+
+# --- The basics ---------------------------------------------------------------------------------------------------
+
+
+def test_one_sandbox_from_the_template_with_owner_and_run_metadata_and_an_idempotency_key(box, cloud, checkout):
     workspace, _ = checkout
-    ((kind, created),) = [call for call in fake.calls if call[0] == "create"]
+    ((_, created),) = calls(cloud, "create")
     assert created["template"] == "base" and created["timeout"] == 3600 and created["allow_internet_access"] is False
-    assert created["metadata"] == {"app": "yudai-solver", "owner": "worker-a", "workspace": str(workspace)}
-    assert "envs" not in created and "api_key" not in created
-    assert box.sandbox_id == "sbx-0" and box.serialize()["info"]["config"]["sandbox_id"] == "sbx-0"
+    assert created["metadata"] == {
+        "app": "yudai-solver",
+        "owner": "worker-a",
+        "workspace": str(workspace),
+        "group": str(workspace.parent),
+    }
+    assert created["envs"] is None and len(created["idempotency_key"]) == 36
+    assert box.sandbox_id == "sbx0" and box.serialize()["info"]["config"]["sandbox_id"] == "sbx0"
 
 
 def test_the_repository_arrives_at_its_base_commit_without_remote_or_borrowed_objects(box, checkout):
@@ -281,18 +121,179 @@ def test_the_repository_arrives_at_its_base_commit_without_remote_or_borrowed_ob
     assert code == 0 and out.split() == ["/home/user/repo", base, "main", "yudai-solver"]
 
 
+def test_commands_run_as_the_non_root_user_through_a_login_shell(box, cloud):
+    assert sh(box, "id -u; echo $HOME")[1] == "1000\n/home/user\n"
+    assert all("Authorization" not in call[5] for call in calls(cloud, "run"))  # no user=: the default user
+
+
 def test_a_non_zero_exit_is_a_result_and_a_timeout_kills_the_command(box):
     assert sh(box, "echo out; echo err >&2; exit 3") == (3, "out\nerr\n")
     started = time.monotonic()
     output = box.execute({"command": "sleep 300 & while true; do :; done"}, timeout=1)
     assert output["returncode"] == -1 and "timed out after 1 s" in output["exception_info"]
     assert time.monotonic() - started < 5
-    assert sh(box, "sleep 1.5; pgrep -c -f 'sleep 30[0]' || true")[1] == "0\n"  # one process space, as in a VM
+    assert sh(box, "pgrep -c -f 'sleep 30[0]' || true")[1] == "0\n"  # one process space, as in a VM
 
 
 def test_output_is_capped_as_it_streams(box):
     done = box.run("head -c 5000000 /dev/zero | tr '\\0' x", timeout=20)
     assert done.truncated and len(done.output) < 200_000 and done.returncode == 0
+
+
+def test_network_is_off_for_agent_commands_and_on_for_setup(box, cloud):
+    sh(box, "true", network=True)
+    box.execute({"command": "true"})
+    assert [call[2] for call in calls(cloud, "network")] == [{}, {"deny_out": ["0.0.0.0/0"]}]
+
+
+def test_the_environment_is_the_allowlist_and_no_worker_secret_is_sent(box, cloud, monkeypatch):
+    monkeypatch.setenv("E2B_API_KEY", "e2b-canary-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-canary-e2b")
+    code, out = sh(box, "env; cat /proc/*/environ 2>/dev/null; git config -l; ls -A ~")
+    assert "canary" not in out and "canary" not in cloud.sent()
+    envs = [call[3] for call in calls(cloud, "run")]
+    assert all(set(env) == ENV_NAMES for env in envs) and envs[0]["HOME"] == "/home/user"
+
+
+# --- Item 3: commands end with their process group ----------------------------------------------------------------
+
+
+def test_a_background_child_ends_with_its_command_instead_of_holding_the_stream(box):
+    started = time.monotonic()
+    assert sh(box, "sleep 300 & echo started", timeout=20) == (0, "started\n")
+    assert time.monotonic() - started < 5  # not the limit + grace the open pipe would cost
+    assert sh(box, "pgrep -c -f 'sleep 30[0]' || true")[1] == "0\n"
+
+
+def test_the_client_deadline_does_not_wait_for_eof_and_kills_the_wrapper_by_pid(box, cloud, monkeypatch):
+    monkeypatch.setattr(e2b_commands, "GRACE_S", 1)
+    started = time.monotonic()
+    # `setsid -f` leaves the process group, so only the client's deadline ends the stream it keeps open.
+    done = box.run("setsid -f sleep 60; sleep 30", timeout=2)
+    assert done.timed_out and done.returncode == -1 and time.monotonic() - started < 6
+    ((_, _, pid),) = calls(cloud, "signal")
+    assert pid in cloud.boxes["sbx0"].processes
+
+
+# --- Item 4: errors mapped by what happened -----------------------------------------------------------------------
+
+
+def test_a_missing_working_directory_fails_the_command_with_a_clear_message(box):
+    output = box.execute({"command": "pwd"}, cwd="no/such/dir")
+    assert output["returncode"] == 126
+    assert output["output"] == "yudai: cannot enter the working directory /home/user/repo/no/such/dir\n"
+
+
+def test_path_is_exported_inside_the_script_despite_the_login_profile(cloud, checkout, settings):
+    wanted = "/opt/tools/bin:/usr/bin:/bin"
+    sandbox = make_box(settings, checkout[0], env_extra={"PATH": wanted})
+    try:
+        assert sh(sandbox, "echo $PATH") == (0, wanted + "\n")
+    finally:
+        sandbox.close()
+
+
+@pytest.mark.parametrize("death", ["canceled", "unavailable"])
+def test_a_sandbox_that_dies_mid_command_is_lost_not_a_test_failure(box, cloud, death):
+    cloud.death = death
+    threading.Timer(0.5, cloud.boxes["sbx0"].die).start()
+    with pytest.raises(E2BSandboxLost, match="sbx0 is gone or unreachable"):
+        box.run("sleep 20", timeout=30)
+    with pytest.raises(SandboxLost):  # SandboxNotRunningException on the next call
+        box.run("true", timeout=5)
+
+
+def test_a_sandbox_e2b_ends_at_its_end_of_life_is_lost_not_a_test_failure(tight, cloud, checkout, settings):
+    sandbox = make_box(settings.model_copy(update={"e2b_timeout_s": 3}), checkout[0])
+    sandbox._lifetime.end = math.inf  # E2B's idea of the end comes first (a shorter account cap, a late extension)
+    with pytest.raises(E2BSandboxLost):
+        sandbox.run("sleep 30", timeout=20)
+    assert not cloud.boxes["sbx0"].alive
+
+
+def test_kill_ends_the_running_command_and_the_sandbox_and_refuses_more(box, cloud):
+    threading.Timer(0.5, box.kill).start()
+    started = time.monotonic()
+    with pytest.raises(SandboxKilled):
+        box.execute({"command": "sleep 30"})
+    assert time.monotonic() - started < 5 and not cloud.boxes["sbx0"].alive
+    with pytest.raises(SandboxKilled):
+        box.run("true", timeout=5)
+    box.close()
+    assert calls(cloud, "kill") == [("kill", "sbx0")]
+
+
+def test_an_sdk_error_after_a_concurrent_kill_is_killed_not_an_error(cloud, checkout, settings, monkeypatch):
+    sandbox = make_box(settings.model_copy(update={"e2b_timeout_s": 700}), checkout[0])
+
+    def set_timeout_racing_a_kill(timeout: int) -> None:
+        sandbox.kill()  # the run is cancelled while the extension is in flight: E2B answers 404
+        type(sandbox._box)._cls_set_timeout(sandbox.sandbox_id, timeout)
+
+    monkeypatch.setattr(sandbox._box, "set_timeout", set_timeout_racing_a_kill)
+    with pytest.raises(SandboxKilled):
+        sandbox.run("true", timeout=1000)
+    assert calls(cloud, "set_timeout") == [("set_timeout", "sbx0", calls(cloud, "set_timeout")[0][2])]
+
+
+def test_a_lost_sandbox_is_a_named_outcome_of_the_agent_and_of_the_run():
+    from yudai_solver.execution.agent import agent_exit
+    from yudai_solver.execution.control import RunControl
+    from yudai_solver.execution.run import _describe
+
+    lost = E2BSandboxLost("e2b sandbox sbx0 is gone or unreachable (TimeoutException: context canceled)")
+    name, message = agent_exit(None, "E2BSandboxLost", lost)  # type: ignore[arg-type]
+    assert name == "sandbox_lost" and message.startswith("sandbox_lost: e2b sandbox sbx0 is gone")
+    assert _describe(lost, RunControl("run-1", "solve-1")).startswith("sandbox_lost: ")
+
+
+# --- Item 1: the lifetime ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tight(monkeypatch) -> None:
+    """Small numbers, so that lifetimes of seconds behave as hours do."""
+    monkeypatch.setattr(e2b_commands, "GRACE_S", 1)
+    monkeypatch.setattr(e2b_lifetime, "MARGIN_S", 0)
+    monkeypatch.setattr(e2b_lifetime, "CHUNK_S", 0)
+    monkeypatch.setattr(e2b_backend, "UPLOAD_TIMEOUT_S", 2)
+    monkeypatch.setattr(e2b_backend, "SYNC_TIMEOUT_S", 2)
+
+
+def test_the_lifetime_is_extended_before_each_command_and_before_the_final_sync(tight, cloud, checkout, settings):
+    workspace, base = checkout
+    sandbox = make_box(settings.model_copy(update={"e2b_timeout_s": 4}), workspace)
+    assert calls(cloud, "set_timeout") == []  # creation's 4 s cover the upload's 2 + 1
+    assert sh(sandbox, "sleep 5; echo survived > proof.txt; echo survived", timeout=8) == (0, "survived\n")
+    assert calls(cloud, "set_timeout") == [("set_timeout", "sbx0", 9)]
+    time.sleep(1)
+    sandbox.sync_workspace(base)
+    assert (workspace / "proof.txt").read_text() == "survived\n"
+    assert [call[2] for call in calls(cloud, "set_timeout")][1] == 3  # the sync's 2 + 1, asked before it ran
+    sandbox.close()
+
+
+def test_a_step_the_accounts_cap_cannot_cover_fails_clearly_before_it_runs(tight, cloud, checkout, settings):
+    sandbox = make_box(settings.model_copy(update={"e2b_timeout_s": 30, "e2b_max_lifetime_s": 30}), checkout[0])
+    runs = len(calls(cloud, "run"))
+    with pytest.raises(E2BLifetimeExceeded, match="e2b_max_lifetime_s=30 s"):
+        sandbox.run("true", timeout=40)
+    assert len(calls(cloud, "run")) == runs and calls(cloud, "set_timeout") == []
+    sandbox.close()
+
+
+def test_the_lifetime_never_goes_past_the_solves_time_budget(tight, cloud, checkout, settings):
+    tight_settings = settings.model_copy(update={"e2b_timeout_s": 4})
+    sandbox = E2BSandbox(
+        workspace=checkout[0], home=checkout[0].parent / "home", settings=tight_settings, time_budget_s=6
+    )
+    assert sh(sandbox, "true", timeout=20)[0] == 0
+    ((_, _, timeout),) = calls(cloud, "set_timeout")
+    assert timeout <= 6 and cloud.boxes["sbx0"].end - cloud.boxes["sbx0"].started <= 7  # not the 21 s the step asks
+    sandbox.close()
+
+
+# --- Item 2: the patch as bytes -----------------------------------------------------------------------------------
 
 
 def test_the_agents_changes_come_back_as_a_patch_applied_on_the_worker(box, checkout):
@@ -311,6 +312,50 @@ def test_the_agents_changes_come_back_as_a_patch_applied_on_the_worker(box, chec
     assert "return a + b" in (workspace / "calc.py").read_text()
 
 
+@pytest.fixture
+def latin1_checkout(origin: Path, settings: Settings) -> tuple[Path, str]:
+    (origin / "legacy.txt").write_bytes(b"caf\xe9\n")
+    subprocess.run(["git", "-C", str(origin), "add", "legacy.txt"], check=True)
+    subprocess.run(
+        ["git", "-C", str(origin), "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "latin-1"], check=True
+    )
+    workspace = settings.data_dir / "runs" / "r2" / "work"
+    return workspace, WorkspaceCache(settings.data_dir / "mirrors").checkout(str(origin), "main", workspace)
+
+
+def test_non_utf8_changes_arrive_byte_for_byte(cloud, latin1_checkout, settings):
+    workspace, base = latin1_checkout
+    sandbox = make_box(settings, workspace)
+    try:
+        assert sh(sandbox, "printf 'cr\\xe8me\\n' >> legacy.txt && printf '\\xff\\xfe raw\\n' > new.txt")[0] == 0
+        sandbox.sync_workspace(base)
+    finally:
+        sandbox.close()
+    assert (workspace / "legacy.txt").read_bytes() == b"caf\xe9\ncr\xe8me\n"
+    assert (workspace / "new.txt").read_bytes() == b"\xff\xfe raw\n"
+
+
+def test_what_git_prints_on_stderr_stays_out_of_the_patch(box, checkout):
+    workspace, base = checkout
+    noisy = (
+        "git config filter.noisy.clean 'echo warning: noisy filter >&2; cat' && "
+        "echo '*.py filter=noisy' > .gitattributes && echo '# fixed' >> calc.py"
+    )
+    assert sh(box, noisy)[0] == 0
+    box.sync_workspace(base)
+    assert (workspace / "calc.py").read_text().endswith("# fixed\n")
+    assert "noisy" not in (workspace / "calc.py").read_text()
+
+
+def test_the_patch_cap_counts_bytes_not_characters(box, checkout, monkeypatch):
+    workspace, base = checkout
+    monkeypatch.setattr(e2b_backend, "MAX_PATCH_BYTES", 600)
+    assert sh(box, "for i in $(seq 300); do printf 'é'; done > accents.txt")[0] == 0  # 300 characters, 600 bytes
+    with pytest.raises(E2BError, match="larger than 600 bytes"):
+        box.sync_workspace(base)
+    assert not (workspace / "accents.txt").exists()
+
+
 def test_what_setup_leaves_untracked_stays_out_of_the_patch(box, checkout):
     workspace, base = checkout
     assert sh(box, "mkdir -p .venv/bin && echo x > .venv/bin/tool && echo y > setup.log", network=True)[0] == 0
@@ -327,40 +372,15 @@ def test_a_patch_cannot_reach_into_git_or_outside_the_checkout(checkout):
             "@@ -0,0 +1 @@\n+touch /tmp/pwned\n"
         )
         with pytest.raises(E2BError, match="applying"):
-            apply_patch(workspace, patch)
+            apply_patch(workspace, patch.encode())
     assert not (workspace / ".git" / "hooks" / "post-checkout").exists()
     assert not (workspace.parent / "outside.txt").exists()
 
 
-def test_network_is_off_for_agent_commands_and_on_for_setup(box, fake):
-    sh(box, "true", network=True)
-    box.execute({"command": "true"})
-    assert [call[2] for call in fake.calls if call[0] == "network"] == [{}, {"deny_out": ["0.0.0.0/0"]}]
+# --- Creation and its limits --------------------------------------------------------------------------------------
 
 
-def test_kill_ends_the_running_command_and_the_sandbox_and_refuses_more(box, fake):
-    threading.Timer(0.5, box.kill).start()
-    started = time.monotonic()
-    with pytest.raises(SandboxKilled):
-        box.execute({"command": "sleep 30"})
-    assert time.monotonic() - started < 5 and not fake.boxes["sbx-0"].alive
-    with pytest.raises(SandboxKilled):
-        box.run("true", timeout=5)
-    box.close()
-    assert [call for call in fake.calls if call[0] == "kill"] == [("kill", "sbx-0")]
-
-
-def test_orphans_of_this_owner_are_killed_at_start_up_and_no_others(fake, settings):
-    tag = {"app": "yudai-solver", "owner": "worker-a"}
-    mine = [fake.create(metadata=tag | {"workspace": f"/w{i}"}).sandbox_id for i in range(3)]
-    fake.create(metadata=tag | {"owner": "worker-b"})
-    fake.create(metadata={"owner": "worker-a"})
-    assert sorted(kill_orphans(settings, keep={mine[2]})) == mine[:2]
-    assert [box.alive for box in fake.boxes.values()] == [False, False, True, True, True]
-    assert kill_orphans(settings, keep={mine[2]}) == []
-
-
-def test_creation_waits_for_a_slot_under_the_concurrent_cap(fake, checkout, settings, tmp_path):
+def test_creation_waits_for_a_slot_under_the_concurrent_cap(cloud, checkout, settings, tmp_path):
     workspace, _ = checkout
     capped = settings.model_copy(update={"e2b_max_concurrent": 1, "e2b_timeout_s": 2})
     first = E2BSandbox(workspace=workspace, home=tmp_path / "h", settings=capped)
@@ -382,45 +402,34 @@ def test_the_throttle_times_out_without_a_slot_and_spaces_creations():
     assert time.monotonic() - started >= 0.2  # 0.1 s apart, counted from the first creation
 
 
-def test_sdk_errors_become_e2b_errors_and_free_the_slot(fake, checkout, settings, tmp_path):
+def test_sdk_errors_become_e2b_errors_and_free_the_slot(cloud, checkout, settings, tmp_path):
     workspace, _ = checkout
-    fake.fail_create = RateLimitException("rate limit exceeded")
+    cloud.fail("create", 401, 401)
     capped = settings.model_copy(update={"e2b_max_concurrent": 1, "e2b_timeout_s": 1})
     for _ in range(2):
-        with pytest.raises(E2BError, match="RateLimitException"):
+        with pytest.raises(E2BError, match="AuthenticationException"):
             E2BSandbox(workspace=workspace, home=tmp_path / "h", settings=capped)
+    assert len(calls(cloud, "create")) == 2  # an error that is no refusal is not retried
 
 
-def test_the_environment_is_the_allowlist_and_no_worker_secret_is_sent(box, fake, monkeypatch):
-    monkeypatch.setenv("E2B_API_KEY", "e2b-canary-key")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-canary-e2b")
-    code, out = sh(box, "env; cat /proc/*/environ 2>/dev/null; git config -l; ls -A ~")
-    assert "canary" not in out and "canary" not in fake.sent()
-    envs = [call[3] for call in fake.calls if call[0] == "run"]
-    assert all(
-        set(env)
-        == {
-            "PATH",
-            "HOME",
-            "LANG",
-            "LC_ALL",
-            "TERM",
-            "PAGER",
-            "MANPAGER",
-            "GIT_PAGER",
-            "PIP_PROGRESS_BAR",
-            "TQDM_DISABLE",
-            "PYTHONDONTWRITEBYTECODE",
-        }
-        for env in envs
-    )
-    assert envs[0]["HOME"] == "/home/user"
+def test_a_creation_whose_answer_was_lost_is_not_duplicated(cloud, checkout, settings, monkeypatch):
+    monkeypatch.setattr(e2b_fleet, "_FIRST_PAUSE_S", 0.01)
+    cloud.lost_create_answers = 1
+    sandbox = make_box(settings, checkout[0])
+    sandbox.close()
+    keys = {call[1]["idempotency_key"] for call in calls(cloud, "create")}
+    assert len(calls(cloud, "create")) == 2 and len(keys) == 1 and list(cloud.boxes) == ["sbx0"]
+    assert wait_until(lambda: not cloud.alive())
 
 
-def test_a_patch_too_large_to_carry_whole_fails_the_sync_instead_of_applying_half(box, checkout, monkeypatch):
-    workspace, base = checkout
-    monkeypatch.setattr(e2b_backend, "MAX_PATCH_BYTES", 1000)
-    assert sh(box, "head -c 5000 /dev/zero | tr '\\0' x > big.txt")[0] == 0
-    with pytest.raises(E2BError, match="larger than 1000 bytes"):
-        box.sync_workspace(base)
-    assert not (workspace / "big.txt").exists()
+# --- Item 7: the operator's smoke command, run here against the fake ------------------------------------------------
+
+
+def test_the_smoke_command_passes_against_the_fake(cloud, tmp_path, capsys, monkeypatch):
+    from yudai_solver.sandboxes import e2b_smoke
+
+    monkeypatch.setenv("E2B_API_KEY", "e2b_fake")
+    monkeypatch.setattr(e2b_commands, "GRACE_S", 1)
+    assert e2b_smoke.main() == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("OK  ") == 8 and "all checks passed" in out and cloud.alive() == []

@@ -1,59 +1,48 @@
 """The `e2b` sandbox: one E2B cloud sandbox per run, through the `e2b` SDK.
 
 The repository goes in as a tar of a shallow, remote-less clone made on the worker (no credential ever enters);
-changes come out as the text of `git diff --binary`, applied to the worker's checkout by a git that reads no
+changes come out as the bytes of `git diff --binary`, applied to the worker's checkout by a git that reads no
 configuration. The E2B API key stays in the worker's environment (the SDK reads `E2B_API_KEY`); the sandbox gets
-only the same variable allowlist as every other sandbox. Creation is throttled per process (a rate and a cap), and
-every sandbox carries metadata naming its owner, so `kill_orphans` can end those a dead worker left behind.
+only the same variable allowlist as every other sandbox. The sandbox's lifetime is extended before each step
+(`e2b_lifetime`), each command ends with its process group (`e2b_commands`), and creation, throttling and the
+orphan sweep live in `e2b_fleet`.
 
 Not run against the real E2B service from this project's machines (it cannot be reached from there): the tests
-drive this module through a fake of the SDK's `Sandbox` class.
+drive this module through `tests/fakes/e2b_sdk.py`, and `python -m yudai_solver.sandboxes.e2b_smoke` checks it
+against the real service where an E2B key is available.
 """
 
-import functools
 import logging
-import math
-import shlex
-import socket
-import tarfile
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from yudai_solver.base import git
-from yudai_solver.base.errors import YudaiError
 from yudai_solver.base.settings import Settings
+from yudai_solver.sandboxes import e2b_commands
+from yudai_solver.sandboxes.e2b_client import E2BError, E2BSandboxLost, translate
+from yudai_solver.sandboxes.e2b_commands import HOME_DIR, run_wrapped
+from yudai_solver.sandboxes.e2b_fleet import APP, Throttle, create_box, kill_orphans, owner, run_group, throttle_for
+from yudai_solver.sandboxes.e2b_lifetime import Lifetime, keep_alive
+from yudai_solver.sandboxes.e2b_patch import apply_patch, export_script, exported_size, pack_repository
 from yudai_solver.sandboxes.local import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_PATH, OutputCapture, sandbox_environment
 from yudai_solver.sandboxes.protocol import CommandResult, SandboxKilled, raise_if_submitted
 
-if TYPE_CHECKING:
-    import e2b
+__all__ = ["APP", "E2BError", "E2BSandbox", "E2BSandboxLost", "Throttle", "apply_patch", "kill_orphans", "owner"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-APP = "yudai-solver"
-HOME_DIR = "/home/user"
 REPO_DIR = f"{HOME_DIR}/repo"
 MAX_PATCH_BYTES = 16 * 1024 * 1024
-_GRACE_S = 30  # the SDK's own stream timeout, beyond the in-sandbox `timeout`: a backstop, never the rule
-_TIMEOUT_KILLED = 137  # `timeout -s KILL` kills the command's process group; the shell reports 128 + 9
-
-
-class E2BError(YudaiError):
-    """The E2B service or a sandbox of it failed."""
-
-
-def sdk() -> "type[e2b.Sandbox]":
-    """The SDK's `Sandbox` class (imported on first use); tests replace this function to inject a fake."""
-    from e2b import Sandbox
-
-    return Sandbox
+SYNC_TIMEOUT_S = 600
+"""The export command's limit; the final sync keeps the sandbox alive for it, the read and the apply."""
+UPLOAD_TIMEOUT_S = 600
 
 
 class E2BSandboxConfig(BaseModel):
@@ -65,6 +54,7 @@ class E2BSandboxConfig(BaseModel):
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     template: str
     lifetime_s: int
+    max_lifetime_s: int
     network: bool = False
     env_extra_names: list[str] = []
 
@@ -74,6 +64,7 @@ class E2BSandbox:
 
     `home` (a worker directory) is not used: the sandbox's home is its own. `network` overrides the
     `sandbox_network` setting for this sandbox; setup commands (`run(..., network=True)`) always get the network.
+    `time_budget_s`, the solve's time left, bounds how far the lifetime is ever extended.
     """
 
     def __init__(
@@ -86,6 +77,7 @@ class E2BSandbox:
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         settings: Settings | None = None,
         network: bool | None = None,
+        time_budget_s: float | None = None,
     ):
         settings = settings or Settings.model_construct()
         env_extra = env_extra or {}
@@ -93,7 +85,8 @@ class E2BSandbox:
             timeout=command_timeout,
             max_output_bytes=max_output_bytes,
             template=settings.e2b_template,
-            lifetime_s=settings.e2b_timeout_s,
+            lifetime_s=min(settings.e2b_timeout_s, settings.e2b_max_lifetime_s),
+            max_lifetime_s=settings.e2b_max_lifetime_s,
             network=settings.sandbox_network if network is None else network,
             env_extra_names=sorted(env_extra),
         )
@@ -106,19 +99,22 @@ class E2BSandbox:
         self._setup_artifacts: set[str] = set()
         self._throttle = throttle_for(settings)
         self._throttle.acquire(timeout=settings.e2b_timeout_s)
+        started = time.monotonic()
         try:
-            self._box = _translated(
-                lambda: sdk().create(
-                    template=self.config.template,
-                    timeout=self.config.lifetime_s,
-                    allow_internet_access=self._network,
-                    metadata={"app": APP, "owner": owner(settings), "workspace": str(workspace)},
-                )
+            self._box = create_box(
+                settings,
+                template=self.config.template,
+                lifetime_s=self.config.lifetime_s,
+                network=self._network,
+                metadata=self._metadata(settings, workspace),
             )
         except BaseException:
             self._throttle.release()
             raise
-        self.sandbox_id = self._box.sandbox_id
+        self._lifetime = Lifetime(
+            started=started, initial_s=self.config.lifetime_s, cap_s=self.config.max_lifetime_s, budget_s=time_budget_s
+        )
+        self.sandbox_id: str = self._box.sandbox_id
         try:
             self._upload(workspace)
         except BaseException:
@@ -164,6 +160,7 @@ class E2BSandbox:
         """Apply the sandbox's `git diff --binary base_commit` (new files included) to the worker's checkout."""
         if not git.COMMIT_SHA.fullmatch(base_commit):
             raise ValueError(f"base_commit must be a full commit SHA, not {base_commit!r}")
+        self._keep_alive(SYNC_TIMEOUT_S + e2b_commands.GRACE_S)
         patch = self._patch(base_commit)
         if patch.strip():
             apply_patch(self._workspace, patch)
@@ -184,6 +181,11 @@ class E2BSandbox:
             }
         }
 
+    @staticmethod
+    def _metadata(settings: Settings, workspace: Path) -> dict[str, str]:
+        """Whose sandbox this is (the orphan sweep's tag) and which run it serves (spared with its run)."""
+        return {"app": APP, "owner": owner(settings), "workspace": str(workspace), "group": run_group(workspace)}
+
     def _run_capped(self, command: str, cwd: str, timeout: float, network: bool) -> CommandResult:
         self._check_alive()
         self._set_network(network or self.config.network)
@@ -200,42 +202,25 @@ class E2BSandbox:
         )
 
     def _call(self, command: str, cwd: str, timeout: float, sink: Callable[[str], None]) -> tuple[int, bool]:
-        """Run `command` under `timeout -s KILL` (its whole process group dies on time); returns (code, timed out).
+        """Run `command` in `cwd` under the wrapper (stdout and stderr merged, in order); returns (code, timed out).
 
-        stderr is merged into stdout inside the sandbox, so `sink` sees the output in order.
+        The sandbox is first kept alive for the whole command; its loss is `E2BSandboxLost`, never an exit code.
         """
-        from e2b import CommandExitException, SandboxNotRunningException, SandboxUnreachableException, TimeoutException
+        self._keep_alive(timeout + e2b_commands.GRACE_S)
+        ended = self._sdk(lambda: run_wrapped(self._box, command, cwd=cwd, envs=self._env, timeout=timeout, sink=sink))
+        self._check_alive()
+        return ended
 
-        limit = max(1, math.ceil(timeout))
-        # Not `exec`: the shell must outlive `timeout`, which kills its own group too, to report 128 + 9.
-        wrapped = f"timeout -s KILL {limit} bash -c {shlex.quote(command)} 2>&1; exit $?"
-        started = time.monotonic()
+    def _sdk(self, call: Callable[[], T]) -> T:
+        """Call into this sandbox through the SDK; its errors translated by what happened (see `translate`)."""
         self._check_alive()
         try:
-            self._box.commands.run(
-                wrapped,
-                envs=self._env,
-                cwd=cwd,
-                timeout=limit + _GRACE_S,
-                on_stdout=sink,
-                on_stderr=sink,
-                retain_output=False,
-            )
-            code = 0
-        except CommandExitException as exc:
-            code = exc.exit_code
-        except (SandboxNotRunningException, SandboxUnreachableException) as exc:
-            self._check_alive()
-            raise E2BError(f"e2b sandbox {self.sandbox_id} is gone: {exc}") from None
-        except TimeoutException:
-            code = _TIMEOUT_KILLED
-        except YudaiError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - translated at the edge, after a kill() it is expected
-            self._check_alive()
-            raise E2BError(f"e2b command failed: {type(exc).__name__}: {exc}") from None
-        self._check_alive()
-        return code, code == _TIMEOUT_KILLED and time.monotonic() - started >= limit
+            return call()
+        except Exception as exc:  # noqa: BLE001 - the edge where third-party errors are translated
+            raise translate(exc, sandbox_id=self.sandbox_id, killed=self._killed) from None
+
+    def _keep_alive(self, step_s: float) -> None:
+        keep_alive(self._lifetime, step_s, time.monotonic(), lambda s: self._sdk(lambda: self._box.set_timeout(s)))
 
     def _check_alive(self) -> None:
         if self._killed:
@@ -246,7 +231,7 @@ class E2BSandbox:
             return
         from e2b import ALL_TRAFFIC
 
-        _translated(lambda: self._box.update_network({} if allowed else {"deny_out": [ALL_TRAFFIC]}))
+        self._sdk(lambda: self._box.update_network({} if allowed else {"deny_out": [ALL_TRAFFIC]}))
         self._network = allowed
 
     def _upload(self, workspace: Path) -> None:
@@ -254,10 +239,10 @@ class E2BSandbox:
             archive = pack_repository(workspace, Path(scratch))
             remote = f"/tmp/yudai-repo-{uuid.uuid4().hex[:8]}.tar"
             with open(archive, "rb") as data:
-                _translated(lambda: self._box.files.write(remote, data))
+                self._sdk(lambda: self._box.files.write(remote, data))
         script = f"rm -rf {REPO_DIR} && tar -xf {remote} -C {HOME_DIR} && rm -f {remote} && git -C {REPO_DIR} reset -q"
         output = OutputCapture(2000)
-        code, _ = self._call(script, HOME_DIR, 600, lambda text: output.add(text.encode()))
+        code, _ = self._call(script, HOME_DIR, UPLOAD_TIMEOUT_S, lambda text: output.add(text.encode()))
         if code != 0:
             raise E2BError(
                 f"unpacking the repository in e2b sandbox {self.sandbox_id} failed (exit {code}): {output.text()}"
@@ -269,142 +254,21 @@ class E2BSandbox:
         code, _ = self._call(listing, self.config.cwd, 120, chunks.append)
         return {path for path in "".join(chunks).split("\0") if path} if code == 0 else set()
 
-    def _patch(self, base_commit: str) -> str:
-        exclude = ""
-        if self._setup_artifacts:
-            excluded = "\n".join(git.ignore_pattern(path) for path in sorted(self._setup_artifacts))
-            exclude = f"printf '%s\\n' {shlex.quote(excluded)} >> .git/info/exclude && "
-        # Explicit prefixes, no colour, no external drivers: the sandbox's git configuration is the agent's.
-        script = (
-            f"{exclude}git add --all && git -c core.quotepath=off diff --cached --binary --no-color "
-            f"--no-ext-diff --no-textconv --src-prefix=a/ --dst-prefix=b/ {base_commit}"
-        )
-        patch = _BoundedText(MAX_PATCH_BYTES)
-        code, timed_out = self._call(script, self.config.cwd, 600, patch.add)
-        if code != 0 or timed_out:
-            raise E2BError(f"exporting the changes from e2b sandbox {self.sandbox_id} failed (exit {code})")
-        return patch.text()
-
-
-class _BoundedText:
-    """Collects text up to a limit; E2BError beyond it (a patch is useless cut)."""
-
-    def __init__(self, limit: int):
-        self._limit, self._size = limit, 0
-        self._parts: list[str] = []
-
-    def add(self, text: str) -> None:
-        self._size += len(text)
-        if self._size > self._limit:
-            raise E2BError(f"the patch is larger than {self._limit} bytes")
-        self._parts.append(text)
-
-    def text(self) -> str:
-        return "".join(self._parts)
-
-
-def pack_repository(workspace: Path, scratch: Path) -> Path:
-    """A tar holding `repo/`: a depth-1 clone of the checkout's HEAD, with no remote and no borrowed objects."""
-    clone = scratch / "repo"
-    for args in (
-        ["clone", "--quiet", "--depth", "1", "--no-tags", f"file://{workspace}", str(clone)],
-        ["-C", str(clone), "remote", "remove", "origin"],
-        ["-C", str(clone), "config", "user.name", git.USER_NAME],
-        ["-C", str(clone), "config", "user.email", git.USER_EMAIL],
-    ):
-        try:
-            git.run(*args, env=git.trusted_env())
-        except git.GitError as exc:
-            raise E2BError(f"packing the repository failed: {exc.message}") from None
-    archive = scratch / "repo.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(clone, arcname="repo")
-    return archive
-
-
-def apply_patch(workspace: Path, patch: str) -> None:
-    """`git apply` the patch in `workspace` with no system or global configuration; E2BError with git's message.
-
-    git apply refuses paths outside the tree, inside `.git` and through symbolic links.
-    """
-    with tempfile.TemporaryDirectory(prefix="yudai-apply-") as scratch:
-        try:
-            git.run(
-                "apply",
-                "--binary",
-                "--whitespace=nowarn",
-                "-",
-                cwd=workspace,
-                env=git.isolated_env(scratch),
-                stdin=patch.encode(),
+    def _patch(self, base_commit: str) -> bytes:
+        """The change as bytes, read from a file in the sandbox; E2BError beyond MAX_PATCH_BYTES (a cut patch is
+        useless) or when the export fails, with the export's output (git's stderr) as the reason."""
+        target = f"/tmp/yudai-patch-{uuid.uuid4().hex[:8]}.diff"
+        output = OutputCapture(4000)
+        script = export_script(base_commit, target, sorted(self._setup_artifacts))
+        code, timed_out = self._call(script, self.config.cwd, SYNC_TIMEOUT_S, lambda text: output.add(text.encode()))
+        size = exported_size(output.text())
+        if code != 0 or timed_out or size is None:
+            raise E2BError(
+                f"exporting the changes from e2b sandbox {self.sandbox_id} failed (exit {code}): {output.text()[-500:]}"
             )
-        except git.GitError as exc:
-            raise E2BError(f"applying the sandbox's patch failed: {exc.message}") from None
-
-
-def owner(settings: Settings) -> str:
-    """The metadata tag of this worker's sandboxes."""
-    return settings.e2b_owner or socket.gethostname()
-
-
-def kill_orphans(settings: Settings, *, keep: Collection[str] = ()) -> list[str]:
-    """Kill every live E2B sandbox tagged with this worker's owner whose id is not in `keep`; returns their ids.
-
-    For start-up, after runs left running by a dead process were settled: pass in `keep` the sandbox ids of runs
-    that still run elsewhere under the same owner (none, for the embedded dispatcher).
-    """
-    from e2b import SandboxQuery
-
-    api, tag = sdk(), {"app": APP, "owner": owner(settings)}
-    pages = _translated(lambda: api.list(query=SandboxQuery(metadata=tag)))
-    killed = []
-    while pages.has_next:
-        for info in _translated(pages.next_items):
-            mine = all((info.metadata or {}).get(key) == value for key, value in tag.items())
-            if mine and info.sandbox_id not in keep:
-                _translated(functools.partial(api.kill, info.sandbox_id))
-                killed.append(info.sandbox_id)
-    return killed
-
-
-class Throttle:
-    """At most `cap` sandboxes alive at once, and creations spaced `1 / per_s` seconds apart."""
-
-    def __init__(self, per_s: float, cap: int):
-        self._slots = threading.BoundedSemaphore(cap)
-        self._interval = 1 / per_s if per_s > 0 else 0.0
-        self._lock = threading.Lock()
-        self._next = 0.0
-
-    def acquire(self, timeout: float) -> None:
-        """Wait for a free slot and for the next creation time; E2BError after `timeout` seconds without a slot."""
-        if not self._slots.acquire(timeout=timeout):
-            raise E2BError(f"no e2b sandbox slot became free within {timeout} s")
-        with self._lock:
-            now = time.monotonic()
-            start, self._next = max(now, self._next), max(now, self._next) + self._interval
-        time.sleep(max(0.0, start - now))
-
-    def release(self) -> None:
-        self._slots.release()
-
-
-_THROTTLES: dict[tuple[float, int], Throttle] = {}
-_THROTTLES_LOCK = threading.Lock()
-
-
-def throttle_for(settings: Settings) -> Throttle:
-    """The process-wide throttle for these limits (one per distinct setting, normally exactly one)."""
-    key = (settings.e2b_creates_per_s, settings.e2b_max_concurrent)
-    with _THROTTLES_LOCK:
-        return _THROTTLES.setdefault(key, Throttle(*key))
-
-
-def _translated(call: Callable[[], T]) -> T:
-    """Call into the SDK; its errors become E2BError (type and message only; the SDK never puts the key there)."""
-    try:
-        return call()
-    except YudaiError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the edge where third-party errors are translated
-        raise E2BError(f"e2b: {type(exc).__name__}: {exc}") from None
+        if size > MAX_PATCH_BYTES:
+            raise E2BError(f"the patch is larger than {MAX_PATCH_BYTES} bytes ({size} bytes)")
+        patch = bytes(self._sdk(lambda: self._box.files.read(target, format="bytes", request_timeout=SYNC_TIMEOUT_S)))
+        if len(patch) > MAX_PATCH_BYTES:  # the size line is the sandbox's word; the bytes read are not
+            raise E2BError(f"the patch is larger than {MAX_PATCH_BYTES} bytes")
+        return patch
