@@ -13,7 +13,7 @@ import pytest
 
 from tests.acceptance.test_cli import YUDAI, yudai
 from yudai_solver.base.schemas import SolveStart
-from yudai_solver.entry.branches import remote_head
+from yudai_solver.solving.repos import remote_head
 
 pytestmark = pytest.mark.slow
 

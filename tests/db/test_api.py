@@ -36,6 +36,7 @@ def alice(api):
 def start_body(**overrides) -> dict:
     body = {
         "repo_url": GITHUB_REPO,
+        "base_branch": "main",
         "issue_number": 7,
         "issue_title": "Crash on empty input",
         "issue_body": "steps...",

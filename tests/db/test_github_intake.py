@@ -31,7 +31,7 @@ def gh(session_factory, tmp_path, fake_github):
 
 def start(gh, **body):
     api, headers, session_id = gh
-    request = {"repo_url": REPO, "issue_number": 7, "matrix": {"models": ["gpt-small"]}} | body
+    request = {"repo_url": REPO, "base_branch": "main", "issue_number": 7, "matrix": {"models": ["gpt-small"]}} | body
     return api.client.post(f"/sessions/{session_id}/solve/start", json=request, headers=headers)
 
 
@@ -54,6 +54,18 @@ def test_start_fetches_the_issue_into_the_issues_table(gh, fake_github):
     assert [(c.path, c.authorized) for c in fake_github.calls("GET", ISSUE_PATH)] == [
         ("/repos/acme/widgets/issues/7", True)
     ]
+
+
+def test_a_solve_naming_no_branch_starts_from_the_repository_s_default_branch(gh, fake_github):
+    fake_github.repos["acme/widgets"].default_branch = "trunk"
+    api, headers, session_id = gh
+    started = start(gh, base_branch=None)
+    assert started.status_code == 201, started.text
+    assert [solve.base_branch for solve in api.rows(Solve)] == ["trunk"]  # not "main"
+
+    fake_github.repos.pop("acme/widgets")
+    gone = start(gh, base_branch=None)
+    assert (gone.status_code, gone.json()["field"]) == (422, "repo_url") and "not found" in gone.text
 
 
 def test_a_title_in_the_request_needs_no_fetch(gh, fake_github):

@@ -43,7 +43,7 @@ def shared(api, repo_root):
 
 
 def start(api, headers, session_id, **body):
-    request = {"issue_number": 5, "matrix": {"models": ["gpt-small"]}} | body
+    request = {"issue_number": 5, "base_branch": "main", "matrix": {"models": ["gpt-small"]}} | body
     return api.client.post(f"/sessions/{session_id}/solve/start", json=request, headers=headers)
 
 
@@ -141,7 +141,9 @@ def url_app(session_factory, tmp_path):
 
 
 def _start_url(client, headers, session_id, url):
-    body = {"repo_url": url, "issue_number": 1, "issue_title": "t", "matrix": {"models": ["gpt-small"]}}
+    body = {"repo_url": url, "base_branch": "main", "issue_number": 1, "issue_title": "t"} | {
+        "matrix": {"models": ["gpt-small"]}
+    }
     return client.post(f"/sessions/{session_id}/solve/start", json=body, headers=headers)
 
 

@@ -227,7 +227,8 @@ Command = Annotated[Str, Field(min_length=1, max_length=10_000)]
 class SolveStart(Strict):
     repo_url: RepoUrl
     issue_number: Positive
-    base_branch: NonEmpty = "main"
+    base_branch: NonEmpty | None = None
+    """None: the repository's default branch (its HEAD)."""
     issue_title: IssueTitle | None = None
     issue_body: IssueBody | None = None
     matrix: Matrix

@@ -506,12 +506,15 @@ def solve(
 
 
 def _default_branch(repo: str) -> str:
-    from yudai_solver.entry.branches import NoDefaultBranch, default_branch
+    from yudai_solver.base.errors import InvalidInput
+    from yudai_solver.solving.repos import default_branch
 
+    target = repo if repo.startswith("https://") else str(Path(repo.removeprefix("file://")).expanduser())
     try:
-        return default_branch(repo)
-    except NoDefaultBranch as exc:
-        raise typer.BadParameter(exc.message, param_hint="--base-branch") from None
+        return default_branch(target, _settings_allowing(target))
+    except InvalidInput as exc:
+        message = exc.message.replace("give base_branch", "give --base-branch")
+        raise typer.BadParameter(message, param_hint="--base-branch") from None
 
 
 def _settings_allowing(repo: str) -> Settings:

@@ -75,6 +75,19 @@ class GitHubHost:
             is_pull_request=bool(data.get("pull_request")),
         )
 
+    def default_branch(self, repo: str) -> str | None:
+        owner, name = _split(repo)
+        try:
+            with self._api(f"reading repository {owner}/{name}") as gh:
+                found = gh.rest.repos.get(owner, name).json().get("default_branch")
+        except ScmError as exc:
+            if exc.status == 404:
+                raise RepoNotFound(
+                    f"repository {owner}/{name} not found, or the token cannot see it", field="repo_url", status=404
+                ) from exc
+            raise
+        return found if isinstance(found, str) and found else None
+
     def repo_exists(self, repo: str) -> bool:
         owner, name = _split(repo)
         try:

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+from yudai_solver.base import git as base_git
 from yudai_solver.base.git import GitError, RemoteLimits
 from yudai_solver.base.settings import Settings
 from yudai_solver.scm import git
@@ -36,6 +37,12 @@ class LocalHost:
         raise NoIssueTracker(
             "a local repository has no issue tracker: give issue_title (and issue_body)", field="issue_title"
         )
+
+    def default_branch(self, repo: str) -> str | None:
+        found = base_git.probe(
+            "-C", repo, "symbolic-ref", "--quiet", "--short", "HEAD", env=base_git.trusted_env(), timeout=30
+        )
+        return found or None
 
     def is_collaborator(self, repo: str, login: str) -> bool:
         return False

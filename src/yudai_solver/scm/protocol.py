@@ -38,6 +38,9 @@ class ScmHost(Protocol):
     def fetch_issue(self, repo: str, number: int) -> IssueData:
         """The issue as the host has it; IssueNotFound, RepoNotFound, HostUnreachable or ScmError otherwise."""
 
+    def default_branch(self, repo: str) -> str | None:
+        """The repository's default branch (the one its HEAD names); None where it has none to tell."""
+
     def is_collaborator(self, repo: str, login: str) -> bool:
         """True when `login` may write to the repository (asked of the host); ScmError when it cannot tell."""
 

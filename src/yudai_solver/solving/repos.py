@@ -10,10 +10,13 @@ from urllib.parse import urlparse
 from yudai_solver.base import git
 from yudai_solver.base.errors import InvalidInput
 from yudai_solver.base.settings import Settings
+from yudai_solver.scm.hosts import host_for
+from yudai_solver.scm.protocol import RepoNotFound, ScmError
 
 _HTTPS = re.compile(r"https://(?P<host>[A-Za-z0-9.-]+)(:\d{1,5})?(/[A-Za-z0-9._~-]+){2,}(\.git)?/?")
 _BRANCH = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<![./])")
 _LOOKUP_TIMEOUT_S = 30  # answered while the user waits for the request
+_HEAD_REF = "ref: refs/heads/"
 
 
 def is_local(repo: str) -> bool:
@@ -89,6 +92,40 @@ def check_branch(name: str) -> str:
     if not _BRANCH.fullmatch(name):
         raise InvalidInput("not a valid branch name", field="base_branch")
     return name
+
+
+def default_branch(repo: str, settings: Settings) -> str:
+    """The branch `repo`'s HEAD names, for a solve that names none: asked of the repository's host (a local
+    repository's own HEAD, GitHub's default_branch), else of the git server itself (`git ls-remote --symref`). Call
+    it on a repository `verify_repo` accepted; InvalidInput naming `base_branch` when there is none to read."""
+    host = host_for(settings, repo)
+    try:
+        if host is not None:
+            found = host.default_branch(repo)
+        else:
+            listing = git.probe("ls-remote", "--symref", repo, "HEAD", env=git.trusted_env(), timeout=_LOOKUP_TIMEOUT_S)
+            found = remote_head(listing or "")
+    except RepoNotFound as exc:
+        raise InvalidInput(exc.message, field="repo_url") from None
+    except ScmError as exc:  # named as intake names it: the token, the host, the repository
+        title = host.title if host is not None else "its host"
+        raise InvalidInput(f"could not read the repository from {title}: {exc.message}", field="repo_url") from None
+    except git.GitError as exc:
+        raise InvalidInput(
+            f"cannot read the default branch of {repo} ({exc.message}): give base_branch", field="base_branch"
+        ) from None
+    if not found:
+        why = "not a repository, or HEAD is detached" if is_local(repo) else "no answer naming it"
+        raise InvalidInput(f"cannot read the default branch of {repo} ({why}): give base_branch", field="base_branch")
+    return found
+
+
+def remote_head(listing: str) -> str | None:
+    """The branch named by `git ls-remote --symref URL HEAD`'s output (`ref: refs/heads/NAME<TAB>HEAD`)."""
+    for line in listing.splitlines():
+        if line.startswith(_HEAD_REF) and line.endswith("\tHEAD"):
+            return line.removeprefix(_HEAD_REF).removesuffix("\tHEAD")
+    return None
 
 
 def check_local_branch(repo: str, branch: str) -> str | None:

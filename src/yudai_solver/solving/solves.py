@@ -16,7 +16,7 @@ from yudai_solver.solving import grants, intake
 from yudai_solver.solving import matrix as matrix_mod
 from yudai_solver.solving.chat_sessions import get_owned_session
 from yudai_solver.solving.reducer import end_unfinished_runs
-from yudai_solver.solving.repos import check_branch, check_local_branch, resolve_repo, verify_repo
+from yudai_solver.solving.repos import check_branch, check_local_branch, default_branch, resolve_repo, verify_repo
 from yudai_solver.solving.sandbox_policy import refuse_shared_local
 from yudai_solver.solving.testpaths import validate_globs
 
@@ -33,8 +33,7 @@ def start_solve(
     repo = resolve_repo(request.repo_url, settings)
     grants.require_may_solve(session, user, repo)  # before the repository is looked at: no probing of others'
     verify_repo(repo, settings)
-    branch = check_branch(request.base_branch)
-    base_commit = check_local_branch(repo, branch)  # pinned now: a branch moving later moves no run
+    branch = check_branch(request.base_branch) if request.base_branch is not None else None
     experiments = matrix_mod.expand(
         request.matrix, default_max_edits=settings.default_max_edits, max_experiments=settings.max_experiments
     )
@@ -42,7 +41,10 @@ def start_solve(
     test_paths = validate_globs(request.test_paths) if request.test_paths is not None else None
     if request.limits.judge_model is not None:
         matrix_mod.resolve_model(session, request.limits.judge_model, field="limits.judge_model")
-    title, body = intake.issue_text(session, settings, request, repo, user)  # last: it may ask GitHub
+    # Last: these may ask the code host.
+    branch = branch or default_branch(repo, settings)
+    base_commit = check_local_branch(repo, branch)  # pinned now: a branch moving later moves no run
+    title, body = intake.issue_text(session, settings, request, repo, user)
     limits = request.limits.model_dump(exclude_none=True)
     solve = Solve(
         id=_new_id(),
