@@ -262,8 +262,9 @@ def watchers(kind: str, size: int, other_solves: int, seconds: float) -> dict:
     return row
 
 
-def starts(count: int, concurrency: int) -> dict:
-    """POST .../solve/start `count` times from `concurrency` clients, PostgreSQL, 2 workers busy with the runs."""
+def starts(count: int, concurrency: int, worker_count: int = 2) -> dict:
+    """POST .../solve/start `count` times from `concurrency` clients, PostgreSQL, `worker_count` workers (each
+    `--concurrency 2`) busy with the runs."""
     from yudai_solver.base.models import AIModel
     from yudai_solver.entry.demo import create_repository
     from yudai_solver.testing.scripted import ScriptedChatServer, Step
@@ -291,14 +292,22 @@ def starts(count: int, concurrency: int) -> dict:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )  # fmt: skip
-                for i in range(2)
+                for i in range(worker_count)
             ]
             try:
+                deadline = time.monotonic() + 120
+                while _workers(engine) < len(workers):  # imports and registration
+                    if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+                        raise RuntimeError("the workers did not come up")
+                    time.sleep(0.2)
                 with server(url, Path(tmp), worker=False) as base:
                     body = {"repo_url": str(repo), "issue_number": 1, "issue_title": "t", "issue_body": "b",
                             "test_command": "true",
                             "matrix": {"models": ["busy"], "temperatures": [0.0, 0.1, 0.2, 0.3]}}  # fmt: skip
+                    asyncio.run(_starts(base, token, session_id, body, 10, 2))  # a backlog: the workers are busy
+                    busy = _running(engine) if workers else 0
                     result = asyncio.run(_starts(base, token, session_id, body, count, concurrency))
+                    result["runs_running_at_start"] = busy
                     with engine.connect() as conn:
                         result["runs_done"] = conn.execute(
                             text("SELECT count(*) FROM solve_runs WHERE status <> 'pending'")
@@ -310,6 +319,21 @@ def starts(count: int, concurrency: int) -> dict:
                     worker.wait(timeout=60)
         engine.dispose()
     return result
+
+
+def _workers(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM procrastinate_workers")).scalar() or 0
+
+
+def _running(engine, timeout_s: float = 30) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with engine.connect() as conn:
+            running = conn.execute(text("SELECT count(*) FROM solve_runs WHERE status = 'running'")).scalar() or 0
+        if running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.1)
 
 
 async def _starts(base: str, token: str, session_id: int, body: dict, count: int, concurrency: int) -> dict:
@@ -348,9 +372,10 @@ def main() -> None:
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     parser.add_argument("--starts", type=int, default=0, help="measure POST start instead, this many times")
     parser.add_argument("--start-clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="busy workers during --starts")
     args = parser.parse_args()
     if args.starts:
-        print(json.dumps(starts(args.starts, args.start_clients)))
+        print(json.dumps({"workers": args.workers, **starts(args.starts, args.start_clients, args.workers)}))
         return
     for kind in [args.only] if args.only else ["sqlite", "postgresql"]:
         for label, size in (("big", BIG), ("small", SMALL)):

@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite
 def _start(session, user, chat, settings, experiments, title):
     request = SolveStart(
         repo_url="https://github.com/acme/widgets",
+        base_branch="main",
         issue_number=42,
         issue_title=title,
         matrix={"experiments": experiments},

@@ -1,5 +1,7 @@
 """The watch page in a real headless Chromium (Debian's), against a real server on 127.0.0.1."""
 
+from contextlib import contextmanager
+
 import pytest
 
 from tests.browser.conftest import CHROMIUM
@@ -25,6 +27,7 @@ def solve(session_factory, server):
         session.flush()
         request = SolveStart(
             repo_url="https://github.com/acme/widgets",
+            base_branch="main",
             issue_number=7,
             issue_title=f"t {XSS}",
             matrix={"models": ["m"], "temperatures": [0.0, 0.5]},
@@ -104,18 +107,34 @@ def test_without_a_token_the_page_asks_for_one(server):
         browser.close()
 
 
-def test_a_link_carrying_the_token_signs_in_and_leaves_no_token_in_the_address(server, solve):
+@contextmanager
+def signed_in(base: str, token: str):
+    """A chromium page of the watch page, signed in through a link carrying the token."""
     from playwright.sync_api import sync_playwright
 
-    base, _ = server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page()
-        page.goto(f"{base}/ui#token={solve['token']}")
+        page.goto(f"{base}/ui#token={token}")
         page.wait_for_selector("#sessions")
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_a_link_carrying_the_token_signs_in_and_leaves_no_token_in_the_address(server, solve):
+    with signed_in(server[0], solve["token"]) as page:
         assert "watch" in page.inner_text("main")
         assert "token" not in page.url and page.evaluate("localStorage.getItem('yudai-token')") == solve["token"]
-        browser.close()
+
+
+def test_a_session_s_solves_show_their_issue_title_as_text(server, solve):
+    with signed_in(server[0], solve["token"]) as page:
+        page.goto(f"{server[0]}/ui#/sessions/{solve['session_id']}")
+        page.wait_for_selector("#solves")
+        assert f"t {XSS}" in page.inner_text("#solves .issue-title")
+        assert page.evaluate("window.pwned") is None
 
 
 def test_the_cancel_button_cancels_the_solve_and_the_page_follows(server, solve, session_factory):
@@ -152,6 +171,7 @@ def ranked_solve(session_factory, server):
         session.flush()
         request = SolveStart(
             repo_url="https://github.com/acme/widgets",
+            base_branch="main",
             issue_number=8,
             issue_title="add",
             matrix={"models": ["m"], "temperatures": [0.0, 0.5, 1.0]},

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.e2e.conftest import Pipeline
-from tests.unit.test_sandbox_e2b import FakeE2B
+from tests.fakes.e2b_sdk import FakeCloud, installed_cloud
 from yudai_solver.base.db import transaction
 from yudai_solver.base.models import Base, Solve, SolveRun
 from yudai_solver.base.settings import Settings
@@ -26,7 +27,6 @@ from yudai_solver.dispatch.inprocess import InProcessDispatcher
 from yudai_solver.entry.api import create_app
 from yudai_solver.entry.demo import TEST_COMMAND, create_repository
 from yudai_solver.execution.agent import bounded
-from yudai_solver.sandboxes import e2b as e2b_backend
 from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.solving.users import create_user
 from yudai_solver.testing.scripted import ScriptedChatServer, Step
@@ -94,11 +94,9 @@ def make_pipeline(session_factory, database_url, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fake_e2b(tmp_path, monkeypatch) -> FakeE2B:
-    service = FakeE2B(tmp_path / "e2b")
-    monkeypatch.setattr(e2b_backend, "sdk", lambda: service)
-    monkeypatch.setattr(e2b_backend, "_THROTTLES", {})
-    return service
+def fake_e2b(tmp_path, monkeypatch) -> Iterator[FakeCloud]:
+    with installed_cloud(tmp_path / "e2b", monkeypatch) as service:
+        yield service
 
 
 def solve_once(pipeline: Pipeline, model: str, **request) -> tuple[Solve, SolveRun]:
@@ -156,7 +154,7 @@ def test_no_worker_secret_reaches_anything_stored(kind, make_pipeline, fake_e2b,
     for value in CANARIES.values():
         assert value not in stored and value not in caplog.text
     if kind == "e2b":
-        assert run.sandbox_id.startswith("sbx-") and not any(box.alive for box in fake_e2b.boxes.values())
+        assert run.sandbox_id.startswith("sbx") and not fake_e2b.alive()
         sent = fake_e2b.sent()
         assert all(value not in sent for value in CANARIES.values())
 

@@ -27,6 +27,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -693,6 +694,21 @@ def _real_commands(vm: FakeVM) -> Commands:
 def fake_sdk(cloud: FakeCloud) -> type[FakeSandbox]:
     """A `Sandbox` class bound to `cloud` (what `e2b_client.sdk()` returns in tests)."""
     return type("Sandbox", (FakeSandbox,), {"cloud": cloud})
+
+
+@contextmanager
+def installed_cloud(root: Path, monkeypatch: Any) -> Iterator[FakeCloud]:
+    """A fake E2B service that the backend's `e2b_client.sdk()` answers with; its sandboxes die at the end."""
+    from yudai_solver.sandboxes import e2b_client, e2b_fleet
+
+    cloud = FakeCloud(root)
+    monkeypatch.setattr(e2b_client, "sdk", lambda: fake_sdk(cloud))
+    monkeypatch.setattr(e2b_fleet, "_THROTTLES", {})
+    try:
+        yield cloud
+    finally:
+        for vm in list(cloud.boxes.values()):
+            vm.die()
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float = 10) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.e2b_sdk import FakeCloud, fake_sdk, wait_until
+from tests.fakes.e2b_sdk import FakeCloud, installed_cloud, wait_until
 from yudai_solver.base.settings import Settings
 from yudai_solver.entry.demo import create_repository
 from yudai_solver.execution.validation import diff_stats
@@ -25,7 +25,6 @@ from yudai_solver.sandboxes import (
     E2BSandbox,
     SandboxKilled,
     create_sandbox,
-    e2b_client,
     e2b_commands,
     e2b_fleet,
     e2b_lifetime,
@@ -46,12 +45,8 @@ ENV_NAMES = {
 
 @pytest.fixture
 def cloud(tmp_path: Path, monkeypatch) -> Iterator[FakeCloud]:
-    service = FakeCloud(tmp_path / "e2b")
-    monkeypatch.setattr(e2b_client, "sdk", lambda: fake_sdk(service))
-    monkeypatch.setattr(e2b_fleet, "_THROTTLES", {})
-    yield service
-    for vm in list(service.boxes.values()):
-        vm.die()
+    with installed_cloud(tmp_path / "e2b", monkeypatch) as service:
+        yield service
 
 
 @pytest.fixture
@@ -284,13 +279,27 @@ def test_a_step_the_accounts_cap_cannot_cover_fails_clearly_before_it_runs(tight
 
 def test_the_lifetime_never_goes_past_the_solves_time_budget(tight, cloud, checkout, settings):
     tight_settings = settings.model_copy(update={"e2b_timeout_s": 4})
-    sandbox = E2BSandbox(
-        workspace=checkout[0], home=checkout[0].parent / "home", settings=tight_settings, time_budget_s=6
-    )
+    sandbox = make_box(tight_settings, checkout[0], time_budget_s=6)  # as a run asks: through create_sandbox
     assert sh(sandbox, "true", timeout=20)[0] == 0
     ((_, _, timeout),) = calls(cloud, "set_timeout")
     assert timeout <= 6 and cloud.boxes["sbx0"].end - cloud.boxes["sbx0"].started <= 7  # not the 21 s the step asks
     sandbox.close()
+
+
+def test_a_run_asks_for_its_sandbox_with_what_is_left_of_the_solves_time_budget():
+    from datetime import timedelta
+
+    from yudai_solver.base.models import AIModel, Solve, SolveRun, utcnow
+    from yudai_solver.execution.records import _spec
+
+    solve = Solve(id="s", repo_url="/r", issue_number=1, matrix={}, time_budget_s=60)
+    run = SolveRun(id="r", solve_id="s", model="m", temperature=0.0, max_edits=5, evolution="direct")
+    model = AIModel(name="m", provider="openai", model_id="m", config={})
+    assert _spec(run, solve, model).time_left_s == 60  # not started yet: all of it
+    solve.started_at = utcnow() - timedelta(seconds=45)
+    assert 14 <= _spec(run, solve, model).time_left_s <= 15
+    solve.time_budget_s = None
+    assert _spec(run, solve, model).time_left_s is None
 
 
 # --- Item 2: the patch as bytes -----------------------------------------------------------------------------------

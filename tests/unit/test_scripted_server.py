@@ -83,9 +83,60 @@ def test_scripted_status_answers_with_an_openai_error_body(server):
     assert answer["error"]["message"] and answer["error"]["type"] == "server_error"
 
 
-def test_unknown_model_is_404_and_streaming_is_refused(server):
+def test_unknown_model_is_404(server):
     assert post(server.base_url, chat("nope", 0))[0] == 404
-    assert post(server.base_url, chat("fix", 0) | {"stream": True})[0] == 400
+    assert post(server.base_url, chat("nope", 0) | {"stream": True})[0] == 404
+
+
+def stream(base_url: str, body: dict) -> list:
+    request = urllib.request.Request(
+        f"{base_url}/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"] == "text/event-stream"
+        events = [line[len(b"data: ") :].decode() for line in response.read().splitlines() if line]
+    assert events[-1] == "[DONE]"
+    return [json.loads(event) for event in events[:-1]]
+
+
+def test_a_streamed_answer_is_openai_chunks_with_the_usage_last():
+    steps = [Step("ls", "look around", chunks=3, prompt_tokens=11, completion_tokens=2)]
+    with ScriptedChatServer({"fix": steps}) as server:
+        chunks = stream(server.base_url, chat("fix", 0) | {"stream": True, "stream_options": {"include_usage": True}})
+        (record,) = server.streams
+    assert all(c["object"] == "chat.completion.chunk" and c["model"] == "fix" for c in chunks)
+    deltas = [c["choices"][0]["delta"] for c in chunks[:-1]]
+    assert "".join(d.get("content") or "" for d in deltas) == "look around"
+    assert len([d for d in deltas if d.get("content")]) == 3
+    (call,) = next(d["tool_calls"] for d in deltas if d.get("tool_calls"))
+    assert call["index"] == 0 and json.loads(call["function"]["arguments"]) == {"command": "ls"}
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 13
+    assert (record.sent, record.planned, record.disconnected) == (len(chunks) + 1, len(chunks) + 1, False)
+
+
+def test_a_stream_without_include_usage_has_no_usage_chunk(server):
+    chunks = stream(server.base_url, chat("fix", 0) | {"stream": True})
+    assert all("usage" not in c for c in chunks) and chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_a_client_hanging_up_mid_stream_stops_the_generation_and_is_recorded():
+    steps = [Step("true", "x" * 200, chunks=200, chunk_delay_s=0.02)]  # 4 s of "generation"
+    with ScriptedChatServer({"long": steps}) as server:
+        request = urllib.request.Request(
+            f"{server.base_url}/chat/completions",
+            data=json.dumps(chat("long", 0) | {"stream": True}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.readline()
+        hung_up = time.monotonic()
+        deadline = hung_up + 3
+        while not server.streams[0].ended_at and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (record,) = server.streams
+    assert record.disconnected and record.sent < record.planned / 2
+    assert record.ended_at - hung_up < 1.0
 
 
 def test_requests_are_recorded_in_order(server):

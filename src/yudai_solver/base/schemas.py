@@ -352,6 +352,7 @@ class SolveListItem(BaseModel):
     id: str
     repo_url: str
     issue_number: int
+    issue_title: str | None = None
     status: str | None
     champion_run_id: str | None
     created_at: datetime | None

@@ -53,13 +53,13 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _migrated_factory(settings: Settings) -> "sessionmaker[Session]":
+def _migrated_factory(settings: Settings, runs: int | None = None) -> "sessionmaker[Session]":
     from yudai_solver.base.db import create_db_engine, create_session_factory
     from yudai_solver.base.migrate import upgrade
 
     upgrade(settings.resolved_database_url)
     # A cap, not a reservation: the pool opens connections as threads ask for them.
-    pool_size = settings.db_pool_size(api=True, runs=settings.max_concurrent_runs)
+    pool_size = settings.db_pool_size(api=True, runs=runs or settings.max_concurrent_runs)
     return create_session_factory(create_db_engine(settings.resolved_database_url, pool_size=pool_size))
 
 
@@ -308,7 +308,7 @@ def serve(
     from yudai_solver.dispatch.jobqueue import is_job_queue
     from yudai_solver.entry.api import create_app
     from yudai_solver.entry.logs import configure_logging
-    from yudai_solver.entry.serving import serve_on
+    from yudai_solver.entry.serving import preload_agent, serve_on
 
     sock = _listening(host, port)  # first: a busy port fails before anything starts or migrates
     settings = _settings()
@@ -318,6 +318,8 @@ def serve(
     dispatcher = create_dispatcher(settings, factory, worker=worker)
     api = create_app(settings, session_factory=factory, dispatcher=dispatcher)
     api.state.sandbox_choice = choice
+    if worker or not is_job_queue(settings):
+        preload_agent()
     serve_on(api, sock, settings.log_format)
 
 
@@ -346,7 +348,7 @@ def worker_command(
     from yudai_solver.entry.logs import configure_logging  # lazily, as every command's imports
 
     configure_logging(settings.log_format, logging.INFO)
-    factory = _migrated_factory(settings)
+    factory = _migrated_factory(settings, runs=concurrency)
     settings, _ = _serving_sandbox(settings, factory)
     console.print(f"worker on {_safe_url(settings.resolved_database_url)}, concurrency {concurrency}")
     QueueWorker(settings, factory, concurrency=concurrency, graceful_timeout_s=graceful_timeout).run()

@@ -35,7 +35,8 @@ TOKEN_FILE = "local-token"
 def embedded_server(settings: Settings) -> Iterator[tuple[str, str]]:
     """Yield (base URL, token of the local user) of an API served in a thread of this process."""
     upgrade(settings.resolved_database_url)
-    factory = create_session_factory(create_db_engine(settings.resolved_database_url))
+    pool_size = settings.db_pool_size(api=True, runs=settings.max_concurrent_runs)
+    factory = create_session_factory(create_db_engine(settings.resolved_database_url, pool_size=pool_size))
     token = _local_token(factory, settings.data_dir)
     app = create_app(settings, session_factory=factory, dispatcher=create_dispatcher(settings, factory))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))

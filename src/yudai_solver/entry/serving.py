@@ -50,6 +50,12 @@ def serve_on(app: FastAPI, sock: socket.socket, log_format: str = "text") -> Non
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def preload_agent() -> None:
+    """Import the agent stack (litellm, mini-swe-agent) before the first request, in a process that runs agents:
+    imported by its first run instead, the import (~4 s of CPU here) competes with the requests of that moment."""
+    import yudai_solver.execution.agent  # noqa: F401 - for its imports
+
+
 def url_of(host: str, port: int) -> str:
     """The base URL a client uses for a server listening on host:port (a wildcard address means this machine)."""
     shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, f"[{host}]" if ":" in host else host)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from yudai_solver.execution import model_gate
+from yudai_solver.execution.model_slots import SharedSlots
 from yudai_solver.execution.mswea import (
     BASH_TOOL,
     DefaultAgent,
@@ -121,13 +122,20 @@ def configured_action_format(config: dict[str, Any] | None) -> str:
 
 
 def resolve_action_format(
-    *, provider: str, model_id: str, config: dict[str, Any] | None, timeout_s: int
+    *,
+    provider: str,
+    model_id: str,
+    config: dict[str, Any] | None,
+    timeout_s: int,
+    cancel: threading.Event | None = None,
+    shared_slots: SharedSlots | None = None,
 ) -> tuple[str, bool]:
     """The model's action format, and whether a probe request decided it just now.
 
     `auto` sends one tiny request offering the bash tool, once per model and server per process: an answer
     without a tool call means the server (or its chat format) ignores tools, so the model acts in `text`. A probe
-    that fails (server down, timeout) decides nothing: `tool_call` is used and the run's first call meets the error.
+    that fails (server down, timeout, `cancel`) decides nothing: `tool_call` is used and the run's first call meets
+    the error. The probe goes through the model's gate (`model_gate`: its limits, busy-server retries, `cancel`).
     """
     chosen = configured_action_format(config)
     if chosen != "auto":
@@ -139,9 +147,15 @@ def resolve_action_format(
         if key in _probed:
             return _probed[key], False
     kwargs = _model_kwargs(provider, config or {}, 0.0, timeout_s) | {"max_tokens": PROBE_MAX_TOKENS}
+    messages = [{"role": "user", "content": PROBE_PROMPT}]
     try:
-        response = litellm.completion(
-            model=name, messages=[{"role": "user", "content": PROBE_PROMPT}], tools=[BASH_TOOL], **kwargs
+        response = model_gate.request(
+            lambda: litellm.completion(model=name, messages=messages, tools=[BASH_TOOL], **kwargs),
+            name,
+            config or {},
+            cancel=cancel,
+            cancelled=Cancelled,
+            shared=shared_slots,
         )
         found = "tool_call" if response.choices[0].message.tool_calls else "text"
     except Exception:  # the run's own first call reports the error, named
@@ -211,6 +225,7 @@ class SolverAgent(DefaultAgent):
     `cancel_event` is checked before every model call and every command. `on_step(step)` is called after each
     executed command, `on_answer()` after each model call that got an answer or failed (their exceptions end the
     run): what lets a run save its progress as it happens. `n_calls` counts model calls; `steps` the commands.
+    Model requests go through the model's gate (`model_gate.gated`, across processes with `shared_slots`), streamed.
     Without templates the baseline strategy's are used, and
     `cost_limit` defaults to 0 (no cost limit). The run's `max_edits` is mini-swe-agent's `step_limit`: the
     number of model turns, since a turn is the smallest unit the agent can count (it cannot tell edits from reads).
@@ -224,6 +239,7 @@ class SolverAgent(DefaultAgent):
         cancel_event: threading.Event,
         on_step: Callable[[dict[str, Any]], None] | None = None,
         on_answer: Callable[[], None] | None = None,
+        shared_slots: SharedSlots | None = None,
         **agent_config: Unpack[AgentOptions],
     ) -> None:
         options: AgentOptions = {**STRATEGIES["baseline"].agent_config(), "cost_limit": 0, **agent_config}
@@ -231,6 +247,7 @@ class SolverAgent(DefaultAgent):
         self.cancel_event = cancel_event
         self.on_step = on_step
         self.on_answer = on_answer
+        self.shared_slots = shared_slots
         self.format_errors = 0
         self.tokens = 0
         self.steps: list[dict[str, Any]] = []
@@ -247,7 +264,8 @@ class SolverAgent(DefaultAgent):
         """Count the tokens of every answer, including those that fail to parse (they were billed too), and keep
         the answer of a format error in its message (mini-swe-agent keeps only the error)."""
         try:
-            with model_gate.gated(self.model, self.cancel_event, Cancelled):  # limits, busy-server retries, cancel
+            # Limits, busy-server retries, cancel; streamed, so an abandoned request stops the server's generation.
+            with model_gate.gated(self.model, self.cancel_event, Cancelled, self.shared_slots):
                 message = super().query()
         except InterruptAgentFlow as e:
             self.tokens += sum(usage_tokens(m.get("extra", {}).get("response")) for m in e.messages)

@@ -2,7 +2,8 @@
 
 One chat completion through litellm, with the model name and request settings the runs use (`agent.model_name`,
 `_register_price`, `_model_kwargs`: timeout, no retries, no API key from the database, none of the worker's
-provider keys for a server of the model's own), at temperature 0.
+provider keys for a server of the model's own), at temperature 0, through the model's gate (`model_gate`: its
+`max_concurrency` and `requests_per_minute`, busy-server retries).
 Candidates are shown to the model as labels A, B, C... — never by run id — and the issue text and patches are
 untrusted data: they are placed between random boundary markers and never used as templates.
 
@@ -13,11 +14,14 @@ which configures it first); only the worker imports it.
 
 import json
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from yudai_solver.execution import model_gate
 from yudai_solver.execution.agent import _model_kwargs, _register_price, model_name
+from yudai_solver.execution.model_slots import SharedSlots
 from yudai_solver.execution.mswea import litellm
 
 RATIONALE_CHARS = 1000
@@ -65,6 +69,8 @@ def judge(
     issue_body: str,
     candidates: Sequence[Candidate],
     max_patch_chars: int = 20000,
+    cancel: threading.Event | None = None,
+    shared_slots: SharedSlots | None = None,
 ) -> Verdict:
     """Ask the model (an `ai_models` row: provider, model_id, config) which candidate resolves the issue best.
 
@@ -83,7 +89,13 @@ def judge(
         name = model_name(provider, model_id)
         _register_price(name, provider, config or {})
         kwargs = _model_kwargs(provider, config or {}, 0.0, timeout_s)
-        response = litellm.completion(model=name, messages=messages, **kwargs)
+        response = model_gate.request(
+            lambda: litellm.completion(model=name, messages=messages, **kwargs),
+            name,
+            config or {},
+            cancel=cancel,
+            shared=shared_slots,
+        )
     except Exception as e:  # noqa: BLE001 - litellm raises many kinds (HTTP, timeout, auth, bad config); none may escape.
         return Verdict(None, "", 0, 0.0, _cap(f"{type(e).__name__}: {e}", ERROR_CHARS))
     tokens, cost = _tokens(response), _cost(response)

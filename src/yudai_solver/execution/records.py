@@ -77,6 +77,8 @@ class RunSpec:
     evolution: str
     test_paths: list[str] | None = None
     setup_network: bool = True
+    time_left_s: float | None = None
+    """What is left of the solve's time budget when the run was claimed (None: no budget)."""
 
 
 @surviving_outages
@@ -123,7 +125,15 @@ def _spec(run: SolveRun, solve: Solve, model: AIModel) -> RunSpec:
         run.evolution,
         solve.test_paths,
         (solve.limits or {}).get("setup_network") is not False,
+        _time_left(solve),
     )
+
+
+def _time_left(solve: Solve) -> float | None:
+    if solve.time_budget_s is None:
+        return None
+    spent = (utcnow() - solve.started_at).total_seconds() if solve.started_at is not None else 0.0
+    return max(0.0, solve.time_budget_s - spent)
 
 
 @surviving_outages

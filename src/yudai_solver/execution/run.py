@@ -179,6 +179,7 @@ def _work(run: _Run, parts: _Parts) -> None:
         network=run.spec.network,
         command_timeout=settings.command_timeout_s,
         settings=settings,
+        time_budget_s=run.spec.time_left_s,
     )
     run.control.attach(sandbox)
     parts.sandbox_id = sandbox.sandbox_id
@@ -295,12 +296,18 @@ def _agent(run: _Run, sandbox: Sandbox, evolution: str) -> tuple[AgentOutcome, s
         task_text,
         trajectory,
     )
+    from yudai_solver.execution.model_slots import shared_slots
     from yudai_solver.execution.strategies import get_strategy
 
     env, spec = run.env, run.spec
-    timeout_s = env.settings.model_timeout_s
+    timeout_s, slots = env.settings.model_timeout_s, shared_slots(env.session_factory)  # max_concurrency, all workers
     action_format, probed = resolve_action_format(
-        provider=spec.provider, model_id=spec.model_id, config=spec.model_config, timeout_s=timeout_s
+        provider=spec.provider,
+        model_id=spec.model_id,
+        config=spec.model_config,
+        timeout_s=timeout_s,
+        cancel=run.control.cancel_event,
+        shared_slots=slots,
     )
     if probed:
         records.remember_action_format(env.session_factory, spec.model_name, action_format)
@@ -316,6 +323,7 @@ def _agent(run: _Run, sandbox: Sandbox, evolution: str) -> tuple[AgentOutcome, s
         model,
         sandbox,
         cancel_event=run.control.cancel_event,
+        shared_slots=slots,
         step_limit=spec.max_edits,
         **get_strategy(evolution).agent_config(action_format),
     )

@@ -294,6 +294,7 @@ def _judge_if_tied(env: RunEnv, solve_id: str) -> None:
     """Ask the solve's judge model to break a tie at the top, if there is a judge, a tie and no judgement yet."""
     # Imported here: the judge imports mini-swe-agent's litellm, which only a worker should load.
     from yudai_solver.execution.judge import Candidate, judge
+    from yudai_solver.execution.model_slots import shared_slots
 
     with env.session_factory() as session:
         solve = session.get(Solve, solve_id)
@@ -324,6 +325,7 @@ def _judge_if_tied(env: RunEnv, solve_id: str) -> None:
         issue_title=title,
         issue_body=body,
         candidates=candidates,
+        shared_slots=shared_slots(env.session_factory),
     )
     _store_verdict(
         env,

@@ -35,17 +35,29 @@ def create_sandbox(
     command_timeout: int = 120,
     settings: Settings | None = None,
     network: bool | None = None,
+    time_budget_s: float | None = None,
 ) -> Sandbox:
     """A new sandbox of kind `name` running commands in `workspace` with HOME=`home`; InvalidInput if unknown.
 
     `settings` configures the isolating kinds (limits, network, E2B template); their defaults apply without it.
     `network` (a per-solve choice) overrides `settings.sandbox_network` for them; `local` always has the host's.
+    `time_budget_s`, the solve's time left, bounds how long a remote sandbox (e2b) is ever kept alive.
     """
     if name not in SANDBOXES:
         raise InvalidInput(f"unknown sandbox {name!r}; known: {', '.join(sorted(SANDBOXES))}", field="sandbox")
     protect_worker_environment()
     if name == "local":
         return LocalSandbox(workspace=workspace, home=home, env_extra=env_extra, command_timeout=command_timeout)
+    if name == "e2b":
+        return E2BSandbox(
+            workspace=workspace,
+            home=home,
+            env_extra=env_extra,
+            command_timeout=command_timeout,
+            settings=settings,
+            network=network,
+            time_budget_s=time_budget_s,
+        )
     return _ISOLATING[name](
         workspace=workspace,
         home=home,

@@ -10,16 +10,23 @@ Each model answers in one of `FORMATS` (`formats`, default "tool_call"): a `bash
 its text (what a server whose chat format ignores `tools` does, whatever the request offers), or "adaptive": a tool
 call when the request offers tools, else a fenced block. A request with tools and a single message is an action
 format probe: it is answered like step 0 and recorded in `probes`, not `requests`.
+
+A request with `"stream": true` is answered with server-sent events, as OpenAI streams: the text in `Step.chunks`
+pieces `Step.chunk_delay_s` apart, then the tool call, the finish reason, the usage (when `stream_options` asks for
+it with `include_usage`) and `[DONE]`. Each stream is recorded in `streams`, with whether the client hung up before
+its end (`disconnected`): what a test checks that an abandoned request stops the generation with.
 """
 
 import functools
 import json
+import math
 import socket
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -49,6 +56,22 @@ class Step:
     error_message: str = ""
     """The error body's message instead of "Scripted error <status>." (a busy server's says "Overloaded")."""
     completion_tokens: int = 5
+    chunks: int = 1
+    """Streamed, the answer's text comes in this many pieces (a long generation: many)."""
+    chunk_delay_s: float = 0.0
+    """Streamed, the wait before each piece of the text: how long the server "generates"."""
+
+
+@dataclass
+class StreamRecord:
+    """One streamed answer: the events it was to send, those sent, and whether the client hung up first."""
+
+    model: str
+    planned: int
+    sent: int = 0
+    disconnected: bool = False
+    ended_at: float = field(default=0.0)
+    """`time.monotonic()` when the server stopped sending (its end, or the hang-up it noticed)."""
 
 
 SUBMIT_STEP = Step(command=SUBMIT_COMMAND, content="Done; submitting.")
@@ -57,8 +80,12 @@ SUBMIT_STEP = Step(command=SUBMIT_COMMAND, content="Done; submitting.")
 class ScriptedChatServer:
     """Serves `POST /v1/chat/completions` (non-streaming) and `GET /v1/models` from `scripts`, keyed by model."""
 
-    def __init__(self, scripts: dict[str, list[Step]], formats: dict[str, str] | None = None):
+    def __init__(
+        self, scripts: dict[str, list[Step]], formats: dict[str, str] | None = None, *, stream_usage: bool = True
+    ):
         self.scripts = scripts
+        self.stream_usage = stream_usage
+        """False: streams never carry the usage, whatever `stream_options` asks (as llama-cpp-python's server)."""
         self.formats = formats if formats is not None else {}
         """Each model's answer format (see `FORMATS`); a model not named answers with tool calls. Read per request."""
         self._requests: list[dict[str, Any]] = []
@@ -66,6 +93,7 @@ class ScriptedChatServer:
         self._headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._errors: dict[tuple[str, Step], int] = {}
+        self._streams: list[StreamRecord] = []
         self._in_flight = 0
         self.peak_in_flight = 0
         """The most chat requests this server was answering at once: what a concurrency limit is checked with."""
@@ -84,6 +112,12 @@ class ScriptedChatServer:
         """A copy of every action format probe received so far (see the module's doc), in arrival order."""
         with self._lock:
             return list(self._probes)
+
+    @property
+    def streams(self) -> list[StreamRecord]:
+        """Every streamed answer so far (see the module's doc), in arrival order; live records, not copies."""
+        with self._lock:
+            return list(self._streams)
 
     @property
     def headers(self) -> list[dict[str, str]]:
@@ -121,9 +155,15 @@ class ScriptedChatServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def answer(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    def answer(
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        write: Callable[[bytes], None] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
         """Record `body` (and its HTTP `headers`) and return (HTTP status, JSON body) for it, sleeping the step's
-        delay first."""
+        delay first. With `write` (a streaming request), a 200 answer is sent through it as server-sent events
+        instead, while the request counts as in flight; `write` raises `ConnectionError` when the client is gone."""
         messages = body.get("messages", [])
         probe = bool(body.get("tools")) and isinstance(messages, list) and len(messages) == 1
         with self._lock:
@@ -135,7 +175,10 @@ class ScriptedChatServer:
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         try:
-            return self._answer(body, messages, probe)
+            status, payload = self._answer(body, messages, probe)
+            if write is not None and status == 200:
+                self._stream(payload, body, write)
+            return status, payload
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -152,6 +195,23 @@ class ScriptedChatServer:
         kind = self.formats.get(model, "tool_call")
         text = kind == "text" or (kind == "adaptive" and not body.get("tools"))
         return 200, _completion(model, step, text=text)
+
+    def _stream(self, completion: dict[str, Any], body: dict[str, Any], write: Callable[[bytes], None]) -> None:
+        step = _step_for(self.scripts[completion["model"]], body.get("messages", []))
+        usage = self.stream_usage and bool((body.get("stream_options") or {}).get("include_usage"))
+        events = _events(completion, step, usage)
+        record = StreamRecord(completion["model"], len(events) + 1)
+        with self._lock:
+            self._streams.append(record)
+        try:
+            for delay, event in events + [(0.0, "[DONE]")]:
+                time.sleep(delay)
+                write(f"data: {event}\n\n".encode())
+                record.sent += 1
+        except ConnectionError:
+            record.disconnected = True
+        finally:
+            record.ended_at = time.monotonic()
 
     def _fails(self, model: str, step: Step) -> bool:
         if not step.error_times:
@@ -186,6 +246,28 @@ def _completion(model: str, step: Step, *, text: bool = False) -> dict[str, Any]
         "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
         "usage": usage,
     }
+
+
+def _events(completion: dict[str, Any], step: Step, usage: bool) -> list[tuple[float, str]]:
+    """The (delay, JSON) events streaming `completion`: its role, its text in `step.chunks` pieces, its tool calls,
+    its finish reason and (with `usage`) its usage, each an OpenAI `chat.completion.chunk`."""
+    message = completion["choices"][0]["message"]
+    head = {key: completion[key] for key in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        return json.dumps(head | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    text = message["content"] or ""
+    size = max(1, math.ceil(len(text) / max(step.chunks, 1)))
+    parts = [text[i : i + size] for i in range(0, len(text), size)] or [""]
+    events = [(0.0, chunk({"role": "assistant", "content": ""}))]
+    events += [(step.chunk_delay_s, chunk({"content": part})) for part in parts]
+    for index, call in enumerate(message.get("tool_calls") or []):
+        events.append((0.0, chunk({"tool_calls": [{"index": index} | call]})))
+    events.append((0.0, chunk({}, completion["choices"][0]["finish_reason"])))
+    if usage:
+        events.append((0.0, json.dumps(head | {"choices": [], "usage": completion["usage"]})))
+    return events
 
 
 def _tool_call(command: str) -> dict[str, Any]:
@@ -234,10 +316,22 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_json()
         if body is None:
             return self._send(400, _error("The body must be a JSON object.", "invalid_request_error", None))
-        if body.get("stream"):
-            return self._send(400, _error("Streaming is not supported.", "invalid_request_error", None))
-        status, payload = self.server.scripted.answer(body, dict(self.headers.items()))
-        self._send(status, payload, _retry_after(self.server.scripted, body) if status != 200 else None)
+        started: list[bool] = []
+
+        def write(data: bytes) -> None:
+            if not started:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                started.append(True)
+            self.wfile.write(data)
+            self.wfile.flush()
+
+        streaming = bool(body.get("stream"))
+        status, payload = self.server.scripted.answer(body, dict(self.headers.items()), write if streaming else None)
+        if not (streaming and status == 200):
+            self._send(status, payload, _retry_after(self.server.scripted, body) if status != 200 else None)
 
     def _read_json(self) -> dict[str, Any] | None:
         try:
