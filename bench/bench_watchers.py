@@ -244,15 +244,55 @@ async def listen(base: str, headers: dict, session_id: int, solve_id: str, liste
     }
 
 
+def build_cost(url: str, solve_id: str, repeat: int = 300) -> float:
+    """Median milliseconds to read the version and build and serialize the status document, in this process: the
+    server's own cost, without HTTP or client noise (what must stay flat in trajectory size)."""
+    from yudai_solver.solving import solves
+
+    engine = create_db_engine(url)
+    factory = create_session_factory(engine, read_only=True)
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        with factory() as session:
+            solve = session.get(Solve, solve_id)
+            solves.status_of(session, solve, solves.status_version(session, solve_id)).model_dump_json()
+        times.append(1000 * (time.perf_counter() - began))
+    engine.dispose()
+    return statistics.median(times)
+
+
+def build_ratio(kind: str, other_solves: int, rounds: int = 15, batch: int = 20) -> dict:
+    """The status document's in-process cost with big against small trajectories, measured side by side: two
+    databases populated alike, batches alternating between them (the machine's noise hits both)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="yudai-bench-") as tmp,
+        database(kind, Path(tmp) / "big") as big_url,
+        database(kind, Path(tmp) / "small") as small_url,
+    ):
+        (Path(tmp) / "big").mkdir(exist_ok=True)
+        (Path(tmp) / "small").mkdir(exist_ok=True)
+        watched = {"big": (big_url, populate(big_url, other_solves, BIG)[2]),
+                   "small": (small_url, populate(small_url, other_solves, SMALL)[2])}  # fmt: skip
+        medians: dict[str, list[float]] = {"big": [], "small": []}
+        for _ in range(rounds):
+            for label, (url, solve_id) in watched.items():
+                medians[label].append(build_cost(url, solve_id, repeat=batch))
+    big, small = statistics.median(medians["big"]), statistics.median(medians["small"])
+    return {"database": kind, "build_big_ms": big, "build_small_ms": small, "ratio": big / small}
+
+
 def watchers(kind: str, size: int, other_solves: int, seconds: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="yudai-bench-") as tmp, database(kind, Path(tmp)) as url:
         token, session_id, solve_id = populate(url, other_solves, size)
         headers = {"Authorization": f"Bearer {token}"}
+        build_ms = build_cost(url, solve_id)
         with server(url, Path(tmp), worker=kind == "sqlite") as base:
             status_url = f"{base}/sessions/{session_id}/solve/status/{solve_id}"
             for _ in range(20):
                 httpx.get(status_url, headers=headers)
             row = {
+                "build_ms": build_ms,
                 "one": asyncio.run(poll(status_url, headers, 1, seconds, paced=False)),
                 "fifty_paced": asyncio.run(poll(status_url, headers, 50, seconds, paced=True)),
                 "fifty_back_to_back": asyncio.run(poll(status_url, headers, 50, seconds, paced=False)),
@@ -373,9 +413,14 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=0, help="measure POST start instead, this many times")
     parser.add_argument("--start-clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="busy workers during --starts")
+    parser.add_argument("--ratio", action="store_true", help="only the big/small build cost, side by side")
     args = parser.parse_args()
     if args.starts:
         print(json.dumps({"workers": args.workers, **starts(args.starts, args.start_clients, args.workers)}))
+        return
+    if args.ratio:
+        for kind in [args.only] if args.only else ["sqlite", "postgresql"]:
+            print(json.dumps(build_ratio(kind, args.other_solves)), flush=True)
         return
     for kind in [args.only] if args.only else ["sqlite", "postgresql"]:
         for label, size in (("big", BIG), ("small", SMALL)):
