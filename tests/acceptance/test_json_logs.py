@@ -14,6 +14,8 @@ from pydantic import ValidationError
 from yudai_solver.base.settings import Settings
 from yudai_solver.entry.logs import configure_logging, uvicorn_log_config
 
+pytestmark = pytest.mark.slow  # seconds each: not in the fast tier
+
 YUDAI = [sys.executable, "-m", "yudai_solver"]
 
 

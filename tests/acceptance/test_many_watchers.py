@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import httpx
+import pytest
 
 from tests.helpers import free_port, wait_for
 from yudai_solver.base.db import create_db_engine, create_session_factory, transaction
@@ -21,6 +22,8 @@ from yudai_solver.entry.demo import TEST_COMMAND, create_repository
 from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.solving.users import create_user
 from yudai_solver.testing.scripted import ScriptedChatServer, Step
+
+pytestmark = pytest.mark.slow  # seconds each: not in the fast tier
 
 READERS = 50
 SLOWEST_S = 1.0

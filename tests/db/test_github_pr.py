@@ -37,6 +37,8 @@ from yudai_solver.scm.pr import open_champion_pr
 from yudai_solver.solving.chat_sessions import create_session
 from yudai_solver.solving.users import create_user
 
+pytestmark = pytest.mark.slow  # seconds each: not in the fast tier
+
 # Git-only behaviour (what was pushed where) does not depend on the database: those tests run on SQLite alone.
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 FIX = "sed -i 's/return a - b/return a + b/' calc.py && echo '# notes' > NOTES.md"

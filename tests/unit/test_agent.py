@@ -29,6 +29,8 @@ from yudai_solver.testing.scripted import SUBMIT_COMMAND, SUBMIT_STEP, ScriptedC
 # mini-swe-agent is imported only after `mswea` has configured it (silent, no writes under ~).
 from minisweagent.models.test_models import DeterministicModel, make_output
 
+pytestmark = pytest.mark.slow  # seconds each: not in the fast tier
+
 SUBMIT_TOKENS = SUBMIT_STEP.prompt_tokens + SUBMIT_STEP.completion_tokens
 
 

@@ -20,6 +20,8 @@ from yudai_solver.execution.agent import (
 from yudai_solver.execution.strategies import get_strategy
 from yudai_solver.testing.scripted import ScriptedChatServer, Step
 
+pytestmark = pytest.mark.slow  # seconds each: not in the fast tier
+
 
 def run(server, model_id, tmp_path, *, action_format="tool_call", timeout_s=10, **agent):
     config = {"api_base": server.base_url}

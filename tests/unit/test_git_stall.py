@@ -6,6 +6,8 @@ import pytest
 
 from yudai_solver.base import git
 
+pytestmark = pytest.mark.slow  # seconds each: not in the fast tier
+
 
 def run_alias(command: str, *, stall_s: float, timeout_s: float) -> tuple[str, float]:
     """The error of a git whose work is `command` (a shell alias, standing in for git's own children), and when."""

@@ -19,6 +19,8 @@ from yudai_solver.execution.agent import SolverAgent, build_model, run_agent
 from yudai_solver.execution.mswea import Submitted, litellm
 from yudai_solver.testing.scripted import SUBMIT_COMMAND, ScriptedChatServer, Step
 
+pytestmark = pytest.mark.slow  # seconds each: not in the fast tier
+
 
 class QuietEnv:
     """A sandbox stand-in: every command succeeds with no output; the submit command submits."""

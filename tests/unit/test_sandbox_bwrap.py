@@ -23,6 +23,7 @@ from yudai_solver.sandboxes.bubblewrap import BubblewrapUnavailable
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None or os.geteuid() != 0, reason="needs bubblewrap and a root worker"
 )
+pytestmark = [pytestmark, pytest.mark.slow]  # seconds each: not in the fast tier
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from yudai_solver.sandboxes.protocol import SandboxLost
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None or os.geteuid() != 0, reason="the fake runs commands with bubblewrap as root"
 )
+pytestmark = [pytestmark, pytest.mark.slow]  # seconds each: not in the fast tier
 ENV_NAMES = {
     "PATH", "HOME", "LANG", "LC_ALL", "TERM", "PAGER", "MANPAGER", "GIT_PAGER", "PIP_PROGRESS_BAR", "TQDM_DISABLE",
     "PYTHONDONTWRITEBYTECODE",

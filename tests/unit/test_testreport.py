@@ -26,6 +26,8 @@ from yudai_solver.solving.testreport import (
     test_file_of,
 )
 
+pytestmark = pytest.mark.slow  # seconds each: not in the fast tier
+
 PYTHON = sys.executable
 PYTEST = [PYTHON, "-m", "pytest", "-p", "no:cacheprovider"]
 
