@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     """Longest an API request waits for SQLite's write lock or for a pooled connection; then it answers 503 with
     `Retry-After` instead of queueing behind others."""
 
+    worker_nice: int = Field(5, ge=0, le=19)
+    """How much `yudai worker` lowers its CPU priority (and so its runs'): on a machine it shares with `yudai serve`,
+    the API answers first and the runs take what is left."""
+
     def db_pool_size(self, *, api: bool, runs: int) -> int:
         """Connections a process needs: one per API thread, two per run (its own and its heartbeat's) and a few
         for the dispatcher's loops."""

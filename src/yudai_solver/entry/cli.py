@@ -5,6 +5,7 @@
 # or the agent stack (seconds together). Only typer, rich and the settings load with the module.
 
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
@@ -348,6 +349,7 @@ def worker_command(
     from yudai_solver.entry.logs import configure_logging  # lazily, as every command's imports
 
     configure_logging(settings.log_format, logging.INFO)
+    os.nice(settings.worker_nice)  # inherited by its runs' commands: a shared machine answers API requests first
     factory = _migrated_factory(settings, runs=concurrency)
     settings, _ = _serving_sandbox(settings, factory)
     console.print(f"worker on {_safe_url(settings.resolved_database_url)}, concurrency {concurrency}")
