@@ -91,7 +91,10 @@ def test_a_setsid_child_is_gone_after_the_sandbox_closes(sandbox: LocalSandbox, 
 def test_a_double_forked_daemon_is_gone_too(sandbox: LocalSandbox, workspace: Path, leftovers):
     # The classic daemon: fork, setsid, fork again, the middle process exits at once (the daemon's parent is init).
     # The command waits for the daemon's pid: on a loaded machine a fixed sleep ended it before the daemon had started.
-    daemon = "( setsid sh -c 'sleep 600 >/dev/null 2>&1 < /dev/null & echo $! > daemon.pid' & ) ; while [ ! -s daemon.pid ]; do sleep 0.02; done"
+    daemon = (
+        "( setsid sh -c 'sleep 600 >/dev/null 2>&1 < /dev/null & echo $! > daemon.pid' & ) ;"
+        " while [ ! -s daemon.pid ]; do sleep 0.02; done"
+    )
 
     assert sandbox.execute({"command": daemon})["returncode"] == 0
     leftovers.append(pid := read_pid(workspace / "daemon.pid"))

@@ -48,7 +48,7 @@ def create_db_engine(url: str, *, pool_size: int = POOL_SIZE, pool_timeout_s: fl
     return engine
 
 
-def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, record: ConnectionPoolEntry) -> None:
     dbapi_connection.isolation_level = None  # let the "begin" hook emit BEGIN itself
     cursor = dbapi_connection.cursor()
     # WAL is a property of the file, kept once set. Setting it again waits for the write lock: a connection opened
@@ -56,6 +56,7 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Connection
     if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    record.info[_BUSY_MS] = SQLITE_BUSY_TIMEOUT_MS
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -63,8 +64,12 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Connection
 
 def _sqlite_begin(connection: Connection) -> None:
     options = connection.get_execution_options()
-    # Pooled connections serve every factory, so each transaction sets its own wait.
-    connection.exec_driver_sql(f"PRAGMA busy_timeout={int(options.get(_BUSY_MS, SQLITE_BUSY_TIMEOUT_MS))}")
+    # Pooled connections serve every factory, so each transaction sets its own wait (when it differs from the
+    # connection's last: a status read is two statements, one saved is noticeable).
+    busy_ms = int(options.get(_BUSY_MS, SQLITE_BUSY_TIMEOUT_MS))
+    if connection.info.get(_BUSY_MS) != busy_ms:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+        connection.info[_BUSY_MS] = busy_ms
     # A writer takes the write lock at BEGIN: upgrading a read snapshot to a write fails at once in WAL mode
     # whenever another writer committed meanwhile ("database is locked" without any wait).
     connection.exec_driver_sql("BEGIN" if options.get(_READ_ONLY) else "BEGIN IMMEDIATE")

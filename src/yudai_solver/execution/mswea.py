@@ -77,3 +77,15 @@ __all__ = [
     "builtin_config_dir",
     "litellm",
 ]
+
+
+def warm_up() -> None:
+    """Load what litellm loads on its first use: its tokenizer and the modules a completion and a stream import
+    (~0.5 s, holding the GIL). A process that serves requests does it before serving: done by a first run's first
+    model call, it paused every request of that moment. Mock answers: no network, no key."""
+    messages = [{"role": "user", "content": "warm up"}]
+    litellm.token_counter(model="gpt-4o", messages=messages)
+    options: dict[str, str] = {"model": "openai/warm-up", "mock_response": "ok", "api_key": "unused"}
+    litellm.completion(messages=messages, **options)
+    chunks = list(litellm.completion(messages=messages, stream=True, **options))
+    litellm.stream_chunk_builder(chunks, messages=messages)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from yudai_solver.base import statuses
+from yudai_solver.base.errors import NotFound
 from yudai_solver.base.models import Solve
 from yudai_solver.solving import solves
 
@@ -73,16 +74,20 @@ class DocumentCache:
         self._documents: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def document(self, session: Session, solve: Solve, version: str) -> bytes:
-        """The document of `solve` at `version`, built only if no caller built it at that version yet."""
+    def document(self, session: Session, solve_id: str, version: str) -> bytes:
+        """The document of the solve at `version` (the caller checked who may see it), built only if no caller
+        built it at that version yet."""
         with self._lock:
-            cached = self._documents.get(solve.id)
+            cached = self._documents.get(solve_id)
         if cached is not None and cached[0] == version:
             return cached[1]
+        solve = session.get(Solve, solve_id)
+        if solve is None:  # deleted since its version was read
+            raise NotFound(f"solve {solve_id} not found", field="solve_id")
         body = solves.status_of(session, solve, version).model_dump_json().encode()
         with self._lock:
-            self._documents[solve.id] = (version, body)
-            self._documents.move_to_end(solve.id)
+            self._documents[solve_id] = (version, body)
+            self._documents.move_to_end(solve_id)
             while len(self._documents) > self.size:
                 self._documents.popitem(last=False)
         return body

@@ -45,14 +45,13 @@ def status(
 ) -> Response:
     """The solve's status document with its version as a weak `ETag`: asked again with `If-None-Match`, an
     unchanged solve answers 304 without the document being built."""
-    solve = solves.get_owned_solve(db, user=user, session_id=session_id, solve_id=solve_id)
-    version = solves.status_version(db, solve.id) or ""
+    version = solves.owned_status_version(db, user=user, session_id=session_id, solve_id=solve_id)
     headers = {"ETag": _etag(version)}
     if if_none_match is not None and headers["ETag"] in _etags(if_none_match):
         return Response(status_code=304, headers=headers)
     # Built, validated and serialized once per version, whoever polls: fifty pollers of a solve cost one.
     documents: DocumentCache = request.app.state.status_documents
-    return Response(documents.document(db, solve, version), media_type="application/json", headers=headers)
+    return Response(documents.document(db, solve_id, version), media_type="application/json", headers=headers)
 
 
 def _etag(version: str) -> str:
