@@ -168,8 +168,22 @@ def probe(
 
     A timeout or a cancel is no answer: it still raises GitError.
     """
+    returncode, stdout = lookup(*args, env=env, cwd=cwd, timeout=timeout, cancel=cancel)
+    return stdout if returncode == 0 else None
+
+
+def lookup(
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path | str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    cancel: threading.Event | None = None,
+) -> tuple[int, str]:
+    """git's exit code and stdout (stripped), for a lookup whose failures mean different things (`rev-parse
+    --verify`: 1 for no such revision, 128 for no repository). A timeout or a cancel raises GitError."""
     returncode, stdout, _stderr = _communicate(args, env, cwd, None, _Watch(timeout, cancel))
-    return stdout.decode(errors="replace").strip() if returncode == 0 else None
+    assert returncode is not None  # no output limit was given
+    return returncode, stdout.decode(errors="replace").strip()
 
 
 def head(

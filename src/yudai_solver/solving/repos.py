@@ -128,23 +128,31 @@ def remote_head(listing: str) -> str | None:
     return None
 
 
-def check_local_branch(repo: str, branch: str) -> str | None:
-    """A local repository must have the branch: say so at start rather than fail every run at checkout.
-
-    Returns the branch's commit now, which the solve pins as its base (a remote's: None, pinned by the first run
-    to fetch it)."""
+def base_of(repo: str, branch: str | None, settings: Settings) -> tuple[str, str | None]:
+    """The branch a solve of `repo` starts from (`branch`, else the repository's default branch) and that branch's
+    commit now, which the solve pins: a branch moving later moves no run. A remote's commit is None: pinned by the
+    first run to fetch it. A local repository answers both in one git call, and is checked to be a repository by
+    it: call `verify_repo` first only for a remote."""
     if not is_local(repo):
-        return None  # a remote's branches are only known after fetching; a missing one fails the runs, naming it
-    found = git.probe(
-        "-C",
-        repo,
-        "rev-parse",
-        "--verify",
-        "--quiet",
-        f"refs/heads/{branch}^{{commit}}",
-        env=git.trusted_env(),
-        timeout=_LOOKUP_TIMEOUT_S,
-    )
-    if found is None:
-        raise InvalidInput(f"{repo} has no branch {branch!r}", field="base_branch")
-    return found
+        return branch or default_branch(repo, settings), None
+    if branch is not None:
+        code, commit = git.lookup(
+            "-C", repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}",
+            env=git.trusted_env(), timeout=_LOOKUP_TIMEOUT_S,
+        )  # fmt: skip
+        if code == 0:
+            return branch, commit
+        if code == 1:  # a repository without that branch
+            raise InvalidInput(f"{repo} has no branch {branch!r}", field="base_branch")
+        raise InvalidInput(f"{repo} is not a git repository", field="repo_url")
+    code, found = git.lookup(
+        "-C", repo, "rev-parse", "HEAD^{commit}", "--symbolic-full-name", "HEAD",
+        env=git.trusted_env(), timeout=_LOOKUP_TIMEOUT_S,
+    )  # fmt: skip
+    if code != 0:
+        raise InvalidInput(f"{repo} is not a git repository, or has no commit yet", field="repo_url")
+    commit, _, ref = found.partition("\n")
+    if not ref.startswith("refs/heads/"):
+        why = f"cannot read the default branch of {repo} (HEAD is detached): give base_branch"
+        raise InvalidInput(why, field="base_branch")
+    return ref.removeprefix("refs/heads/"), commit

@@ -18,7 +18,7 @@ from yudai_solver.solving import grants, intake
 from yudai_solver.solving import matrix as matrix_mod
 from yudai_solver.solving.chat_sessions import get_owned_session
 from yudai_solver.solving.reducer import end_unfinished_runs
-from yudai_solver.solving.repos import check_branch, check_local_branch, default_branch, resolve_repo, verify_repo
+from yudai_solver.solving.repos import base_of, check_branch, is_local, resolve_repo, verify_repo
 from yudai_solver.solving.sandbox_policy import refuse_shared_local
 from yudai_solver.solving.testpaths import validate_globs
 
@@ -34,7 +34,8 @@ def start_solve(
     refuse_shared_local(session, settings)
     repo = resolve_repo(request.repo_url, settings)
     grants.require_may_solve(session, user, repo)  # before the repository is looked at: no probing of others'
-    verify_repo(repo, settings)
+    if not is_local(repo):
+        verify_repo(repo, settings)  # a local one is looked at once, by base_of below
     branch = check_branch(request.base_branch) if request.base_branch is not None else None
     experiments = matrix_mod.expand(
         request.matrix, default_max_edits=settings.default_max_edits, max_experiments=settings.max_experiments
@@ -44,8 +45,7 @@ def start_solve(
     if request.limits.judge_model is not None:
         matrix_mod.resolve_model(session, request.limits.judge_model, field="limits.judge_model")
     # Last: these may ask the code host.
-    branch = branch or default_branch(repo, settings)
-    base_commit = check_local_branch(repo, branch)  # pinned now: a branch moving later moves no run
+    branch, base_commit = base_of(repo, branch, settings)
     title, body = intake.issue_text(session, settings, request, repo, user)
     limits = request.limits.model_dump(exclude_none=True)
     solve = Solve(
