@@ -18,6 +18,7 @@ Each class and method names the SDK source it mirrors; what comes from elsewhere
 the API's lifetime cap) says so. Needs root and bubblewrap.
 """
 
+import contextlib
 import itertools
 import json
 import os
@@ -135,7 +136,11 @@ class FakeVM:
         with self._lock:
             was_alive, self.alive = self.alive, False
         if was_alive:
-            self._holder.kill()  # the namespace's init: the kernel kills every process in it
+            # The namespace's init first: the kernel kills every process in it. Killing only bwrap's outer process
+            # left init and its `sleep infinity` running, reparented to pid 1, after every test.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.init_pid, signal.SIGKILL)
+            self._holder.kill()
             self._holder.wait()
         return was_alive
 
