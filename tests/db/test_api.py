@@ -2,11 +2,13 @@
 
 import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event
 
+from yudai_solver.base import models
 from yudai_solver.base.db import transaction
 from yudai_solver.base.models import Solve, SolveRun
 
@@ -70,6 +72,27 @@ def test_every_endpoint_but_health_needs_a_valid_token(api, method, path):
     response = getattr(api.client, method)(path, headers=bad)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_runs_are_listed_in_the_matrixs_order_even_when_the_clock_does_not_move(api, alice, monkeypatch):
+    # Rows stamped in one flush can share a microsecond, and runs are listed by created_at, then their random ids:
+    # a clock that does not move makes every stamp the same.
+    frozen = datetime.now(UTC)
+
+    class StoppedClock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return frozen
+
+    monkeypatch.setattr(models, "datetime", StoppedClock)
+    headers, session_id = alice
+    experiments = [{"model": ("gpt-small", "claude")[i % 2], "temperature": i / 10} for i in range(10)]
+    body = start_body(matrix={"experiments": experiments})
+    started = api.client.post(f"/sessions/{session_id}/solve/start", json=body, headers=headers).json()
+
+    status = api.client.get(f"/sessions/{session_id}/solve/status/{started['solve_id']}", headers=headers).json()
+    listed = [(run["model"], run["temperature"]) for run in status["runs"]]
+    assert listed == [(e["model"], e["temperature"]) for e in experiments]
 
 
 def test_start_writes_solve_and_pending_runs(api, alice):

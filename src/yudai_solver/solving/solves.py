@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -71,6 +71,9 @@ def start_solve(
     )
     session.add(solve)
     session.flush()  # the solve row first: runs reference it
+    # Runs are listed by created_at, then id: stamped a microsecond apart they keep the matrix's order (stamped in
+    # one flush, two could share a microsecond and their random ids decided).
+    now = utcnow()
     runs = [
         SolveRun(
             id=e.run_id,
@@ -80,8 +83,9 @@ def start_solve(
             max_edits=e.max_edits,
             evolution=e.evolution,
             status=statuses.PENDING,
+            created_at=now + timedelta(microseconds=index),
         )
-        for e in experiments
+        for index, e in enumerate(experiments)
     ]
     session.add_all(runs)
     session.flush()
