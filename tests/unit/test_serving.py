@@ -3,12 +3,13 @@ client's delayed ACK (Nagle's algorithm off, as asyncio does only for sockets th
 
 import asyncio
 import gc
+import logging
 import socket
 
 import uvicorn
 from fastapi import FastAPI
 
-from yudai_solver.entry.serving import listening_socket, serve_on
+from yudai_solver.entry.serving import listening_socket, preload_agent, serve_on
 
 
 def test_connections_accepted_on_the_served_socket_have_nagle_off():
@@ -53,3 +54,16 @@ def test_serving_freezes_what_was_loaded_before_it(monkeypatch):
         listener.close()
 
     assert seen and seen[0] > 1000
+
+
+def test_a_warm_up_that_fails_only_logs_and_the_server_still_serves(monkeypatch, caplog):
+    from yudai_solver.execution import mswea
+
+    def broken() -> None:
+        raise AttributeError("litellm has no token_counter any more")
+
+    monkeypatch.setattr(mswea, "warm_up", broken)
+    with caplog.at_level(logging.WARNING):
+        preload_agent()
+
+    assert "could not be done ahead" in caplog.text and "no token_counter" in caplog.text

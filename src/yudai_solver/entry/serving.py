@@ -3,6 +3,7 @@ alone runs the application's start-up, says "Application startup complete", and 
 
 import errno
 import gc
+import logging
 import socket
 
 import uvicorn
@@ -62,7 +63,10 @@ def preload_agent() -> None:
     import yudai_solver.execution.agent  # noqa: F401 - for its imports
     from yudai_solver.execution.mswea import warm_up
 
-    warm_up()
+    try:
+        warm_up()
+    except Exception:  # only a head start: a litellm that changed its ways must not keep the server from serving
+        logging.getLogger(__name__).warning("litellm's first-use loads could not be done ahead", exc_info=True)
 
 
 def url_of(host: str, port: int) -> str:
