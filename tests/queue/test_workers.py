@@ -262,3 +262,26 @@ def _healthy(httpx, base: str) -> bool:
         return httpx.get(f"{base}/health").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_each_run_is_written_with_its_own_job(cluster):
+    # Jobs are deferred before the rows are flushed, so each row goes in holding its job's id: no job without its
+    # row, none pointing at another run, whatever order the two were written in.
+    cluster.add_model("idle")
+    solve_id = cluster.start(matrix={"models": ["idle"], "temperatures": [0, 0.2, 0.4]}, limits={"max_parallel": 2})
+    with cluster.factory() as session:
+        jobs = session.execute(
+            text(
+                "SELECT r.id, j.args->>'run_id', j.args->>'solve_id', j.status::text, j.lock FROM solve_runs r "
+                "JOIN procrastinate_jobs j ON j.id = r.job_id WHERE r.solve_id = :s ORDER BY r.created_at"
+            ),
+            {"s": solve_id},
+        ).all()
+        all_jobs = session.scalar(
+            text("SELECT count(*) FROM procrastinate_jobs WHERE args->>'solve_id' = :s"), {"s": solve_id}
+        )
+    assert len(jobs) == 3 and all_jobs == 3
+    assert all(
+        run == job_run and job_solve == solve_id and status == "todo" for run, job_run, job_solve, status, _ in jobs
+    )
+    assert [lock for *_, lock in jobs] == [f"solve:{solve_id}:0", f"solve:{solve_id}:1", f"solve:{solve_id}:0"]

@@ -58,7 +58,8 @@ class JobQueueDispatcher:
         session.commit()
 
     def defer(self, session: Session, solve: Solve, runs: list[SolveRun]) -> None:
-        """One job per run, in the session's transaction: no row without a job, no job without a row."""
+        """One job per run, in the session's transaction: no row without a job, no job without a row. Deferred
+        before the rows are flushed (jobs name runs by id only), so each row is inserted with its job id."""
         connection = driver_connection(session)
         task = self.app.tasks[TASK_NAME]
         jobs = [
@@ -69,7 +70,6 @@ class JobQueueDispatcher:
         deferred = self.app.job_manager.batch_defer_jobs(jobs=jobs, connection=connection)
         for run, job in zip(runs, deferred, strict=True):
             run.job_id = job.id
-        session.flush()
 
     def cancel(self, solve_id: str) -> None:
         with self.factory() as session, session.begin():

@@ -29,7 +29,8 @@ SUMMARY_COLUMNS = [getattr(SolveRun, name) for name in RunSummary.model_fields]
 def start_solve(
     session: Session, *, user: User, session_id: int, request: SolveStart, settings: Settings
 ) -> tuple[Solve, list[SolveRun]]:
-    """Validate everything first, then write the solve and one pending run per experiment (caller commits)."""
+    """Validate everything first, then add the solve and one pending run per experiment to `session`: the
+    caller's commit writes them, together with whatever its dispatcher adds (one flush, no update after it)."""
     chat = get_owned_session(session, user=user, session_id=session_id)
     refuse_shared_local(session, settings)
     repo = resolve_repo(request.repo_url, settings)
@@ -70,7 +71,6 @@ def start_solve(
         base_commit=base_commit,
     )
     session.add(solve)
-    session.flush()  # the solve row first: runs reference it
     # Runs are listed by created_at, then id: stamped a microsecond apart they keep the matrix's order (stamped in
     # one flush, two could share a microsecond and their random ids decided).
     now = utcnow()
@@ -88,7 +88,6 @@ def start_solve(
         for index, e in enumerate(experiments)
     ]
     session.add_all(runs)
-    session.flush()
     return solve, runs
 
 
