@@ -27,7 +27,9 @@ def get_db(request: Request) -> Iterator[Session]:
 DbDep = Annotated[Session, Depends(get_db)]
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that only read the app's state are `async def`: FastAPI runs a plain `def` dependency on the thread
+# pool, and each such hop costs a request a thread switch and a wait for the GIL.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -35,7 +37,7 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_dispatcher(request: Request) -> Dispatcher:
+async def get_dispatcher(request: Request) -> Dispatcher:
     dispatcher: Dispatcher = request.app.state.dispatcher
     return dispatcher
 
@@ -50,7 +52,7 @@ def current_user(db: DbDep, authorization: Annotated[str | None, Header()] = Non
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def admin_user(user: CurrentUser) -> User:
+async def admin_user(user: CurrentUser) -> User:
     require_admin(user)
     return user
 
