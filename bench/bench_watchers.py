@@ -199,14 +199,13 @@ async def listen(base: str, headers: dict, session_id: int, solve_id: str, liste
     written: dict[int, float] = {}
     received: list[list[tuple[int, float]]] = [[] for _ in range(listeners)]
 
-    async def follow(index: int) -> None:
-        async with httpx.AsyncClient(timeout=None) as client:
-            events_url = f"{base}/sessions/{session_id}/solve/{solve_id}/events"
-            async with client.stream("GET", events_url, headers=headers) as response:
-                async for line in response.aiter_lines():
-                    if line.startswith("data: ") and '"runs"' in line:
-                        tokens = json.loads(line[6:])["runs"][0]["tokens"] or 0
-                        received[index].append((tokens, time.monotonic()))
+    async def follow(index: int, client: httpx.AsyncClient) -> None:
+        events_url = f"{base}/sessions/{session_id}/solve/{solve_id}/events"
+        async with client.stream("GET", events_url, headers=headers) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and '"runs"' in line:
+                    tokens = json.loads(line[6:])["runs"][0]["tokens"] or 0
+                    received[index].append((tokens, time.monotonic()))
 
     def write(value: int) -> None:
         with transaction(factory) as session:
@@ -215,7 +214,9 @@ async def listen(base: str, headers: dict, session_id: int, solve_id: str, liste
 
     with transaction(factory) as session:
         session.execute(update(Solve).where(Solve.id == solve_id).values(status="running"))
-    tasks = [asyncio.create_task(follow(i)) for i in range(listeners)]
+    # Built first, as the starts' clients are: each builds an SSL context in this one thread.
+    clients = [httpx.AsyncClient(timeout=None) for _ in range(listeners)]
+    tasks = [asyncio.create_task(follow(i, client)) for i, client in enumerate(clients)]
     await asyncio.sleep(2)
     for value in range(1, seconds + 1):
         await asyncio.to_thread(write, 100_000 + value)
@@ -224,6 +225,8 @@ async def listen(base: str, headers: dict, session_id: int, solve_id: str, liste
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    for client in clients:
+        await client.aclose()
     with transaction(factory) as session:
         session.execute(update(Solve).where(Solve.id == solve_id).values(status="completed"))
     engine.dispose()
