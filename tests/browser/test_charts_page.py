@@ -36,6 +36,7 @@ def _start(session, user, chat, settings, experiments, title):
         test_command="pytest -q",
     )
     row, runs = start_solve(session, user=user, session_id=chat.id, request=request, settings=settings)
+    session.flush()  # the runs, as a dispatcher's commit writes them: before any is crowned
     statuses.transition(row, statuses.RUNNING)
     return row, runs
 

@@ -34,6 +34,7 @@ def solve(session_factory, server):
             test_command="pytest -q",
         )
         row, (first, second) = start_solve(session, user=user, session_id=chat.id, request=request, settings=settings)
+        session.flush()  # the runs, as a dispatcher's commit writes them: before any is crowned
         statuses.transition(row, statuses.RUNNING)
         for run in (first, second):
             statuses.transition(run, statuses.RUNNING)
@@ -180,6 +181,7 @@ def ranked_solve(session_factory, server):
         row, (best, broken, retested) = start_solve(
             session, user=user, session_id=chat.id, request=request, settings=settings
         )
+        session.flush()  # the runs, as a dispatcher's commit writes them: before any is crowned
         statuses.transition(row, statuses.RUNNING)
         for run in (best, broken, retested):
             statuses.transition(run, statuses.RUNNING)

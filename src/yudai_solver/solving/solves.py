@@ -29,8 +29,8 @@ SUMMARY_COLUMNS = [getattr(SolveRun, name) for name in RunSummary.model_fields]
 def start_solve(
     session: Session, *, user: User, session_id: int, request: SolveStart, settings: Settings
 ) -> tuple[Solve, list[SolveRun]]:
-    """Validate everything first, then add the solve and one pending run per experiment to `session`: the
-    caller's commit writes them, together with whatever its dispatcher adds (one flush, no update after it)."""
+    """Validate everything first, then write the solve and add one pending run per experiment to `session`: the
+    caller's commit writes the runs, with whatever its dispatcher set on them (no update after the insert)."""
     chat = get_owned_session(session, user=user, session_id=session_id)
     refuse_shared_local(session, settings)
     repo = resolve_repo(request.repo_url, settings)
@@ -71,6 +71,9 @@ def start_solve(
         base_commit=base_commit,
     )
     session.add(solve)
+    # The solve row first, alone: it and its runs name each other (`champion_run_id`), and a caller that crowns a
+    # run before its runs are written must find the solve written without one.
+    session.flush()
     # Runs are listed by created_at, then id: stamped a microsecond apart they keep the matrix's order (stamped in
     # one flush, two could share a microsecond and their random ids decided).
     now = utcnow()
