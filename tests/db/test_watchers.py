@@ -6,6 +6,7 @@ import sqlite3
 import threading
 import time
 
+import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 
@@ -210,3 +211,23 @@ def test_a_finished_solve_s_stream_waits_for_the_pull_request_it_asked_for(api, 
     opener.join()
     prs = [(name, json.loads(data).get("pr", {}).get("state")) for _, name, data in events]
     assert prs == [("status", "pending"), ("status", "opened"), ("end", None)]
+
+
+def test_a_status_poll_crosses_the_thread_pool_once_and_a_start_four_times(api, alice, monkeypatch):
+    # Each crossing is a thread switch and a wait for the GIL, which cost a 304 more than its own work (see
+    # docs/benchmarks.md): a plain `def` dependency added to these routes would add one per request.
+    headers, session_id = alice
+    crossings: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func, *args, **kwargs):
+        crossings.append(getattr(getattr(func, "func", func), "__qualname__", "?"))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    solve_id = _start(api, headers, session_id)
+    started = list(crossings)
+    crossings.clear()
+    polled = api.client.get(f"/sessions/{session_id}/solve/status/{solve_id}", headers=headers)
+    assert polled.status_code == 200
+    assert (len(started), len(crossings)) == (4, 1), (started, crossings)

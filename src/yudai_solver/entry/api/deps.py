@@ -13,14 +13,20 @@ from yudai_solver.dispatch.protocol import Dispatcher
 from yudai_solver.solving.users import authenticate, require_admin
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """A session per request; routes that write call `commit()` themselves, anything else is rolled back.
+def session_for(request: Request) -> Session:
+    """A new session for `request`; routes that write call `commit()` themselves, anything else is rolled back.
 
     GET and HEAD requests only read: on SQLite their session never takes the write lock, so watchers never queue
     behind writers or each other."""
     reading = request.method in ("GET", "HEAD")
     factory = request.app.state.read_factory if reading else request.app.state.write_factory
-    with factory() as session:
+    session: Session = factory()
+    return session
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """A session per request (see `session_for`), closed when the request is done."""
+    with session_for(request) as session:
         yield session
 
 

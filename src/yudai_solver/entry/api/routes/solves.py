@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from yudai_solver.base.models import SolveRun
 from yudai_solver.base.schemas import (
@@ -15,11 +16,12 @@ from yudai_solver.base.schemas import (
     SolveStarted,
     SolveStatus,
 )
-from yudai_solver.entry.api.deps import CurrentUser, DbDep, DispatcherDep, EntityId, RowId, SettingsDep
+from yudai_solver.entry.api.deps import CurrentUser, DbDep, DispatcherDep, EntityId, RowId, SettingsDep, session_for
 from yudai_solver.entry.api.status_feed import DocumentCache
 from yudai_solver.execution.workspace import workspaces_for
 from yudai_solver.scm import followup
 from yudai_solver.solving import solves
+from yudai_solver.solving.users import authenticate
 
 router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
 
@@ -27,31 +29,44 @@ router = APIRouter(prefix="/sessions/{session_id}", tags=["solves"])
 @router.post("/solve/start", status_code=201, response_model=SolveStarted)
 def start(
     session_id: RowId, body: SolveStart, db: DbDep, user: CurrentUser, settings: SettingsDep, dispatcher: DispatcherDep
-) -> SolveStarted:
+) -> Response:
     solve, rows = solves.start_solve(db, user=user, session_id=session_id, request=body, settings=settings)
     dispatcher.dispatch(db, solve, rows)
     runs = [RunBrief.model_validate(r, from_attributes=True) for r in rows]
-    return SolveStarted(solve_id=solve.id, status=solve.status, runs=runs)
+    started = SolveStarted(solve_id=solve.id, status=solve.status, runs=runs)
+    # Serialized here: returned as a model, FastAPI would validate it again on one more trip to the thread pool.
+    return Response(started.model_dump_json(), status_code=201, media_type="application/json")
 
 
 @router.get("/solve/status/{solve_id}", response_model=SolveStatus, responses={304: {"description": "Not modified"}})
-def status(
+async def status(
     session_id: RowId,
     solve_id: EntityId,
     request: Request,
-    db: DbDep,
-    user: CurrentUser,
+    authorization: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header(max_length=1000)] = None,
 ) -> Response:
     """The solve's status document with its version as a weak `ETag`: asked again with `If-None-Match`, an
-    unchanged solve answers 304 without the document being built."""
-    version = solves.owned_status_version(db, user=user, session_id=session_id, solve_id=solve_id)
-    headers = {"ETag": _etag(version)}
-    if if_none_match is not None and headers["ETag"] in _etags(if_none_match):
-        return Response(status_code=304, headers=headers)
-    # Built, validated and serialized once per version, whoever polls: fifty pollers of a solve cost one.
-    documents: DocumentCache = request.app.state.status_documents
-    return Response(documents.document(db, solve_id, version), media_type="application/json", headers=headers)
+    unchanged solve answers 304 without the document being built.
+
+    Every watcher polls this, so its whole answer (session, token, version, document) is worked out in one trip to
+    the thread pool. With `DbDep` and `CurrentUser` it took four, and each is a thread switch and a wait for the
+    GIL, which cost more than a 304's own work."""
+    return await run_in_threadpool(_status, request, authorization, session_id, solve_id, if_none_match)
+
+
+def _status(
+    request: Request, authorization: str | None, session_id: int, solve_id: str, if_none_match: str | None
+) -> Response:
+    with session_for(request) as db:
+        user = authenticate(db, authorization)
+        version = solves.owned_status_version(db, user=user, session_id=session_id, solve_id=solve_id)
+        headers = {"ETag": _etag(version)}
+        if if_none_match is not None and headers["ETag"] in _etags(if_none_match):
+            return Response(status_code=304, headers=headers)
+        # Built, validated and serialized once per version, whoever polls: fifty pollers of a solve cost one.
+        documents: DocumentCache = request.app.state.status_documents
+        return Response(documents.document(db, solve_id, version), media_type="application/json", headers=headers)
 
 
 def _etag(version: str) -> str:
